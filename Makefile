@@ -1,0 +1,45 @@
+# The README's two commands: `make run` and `make test`. Each sets up .venv on its own.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Re-install whenever pyproject.toml changes.
+BASE_STAMP := $(VENV)/.installed-base
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test lint schema bench migrate clean
+
+run: $(BASE_STAMP)
+	$(BIN)/rendertrack serve --host 127.0.0.1 --port 8000
+
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/rendertrack migrate --check
+	tests/run_suite.sh $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+schema: $(BASE_STAMP)
+	$(BIN)/strawberry export-schema gql.schema:schema --output schema.graphql
+
+migrate: $(BASE_STAMP)
+	$(BIN)/rendertrack migrate
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .cache
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(BASE_STAMP)

@@ -1,0 +1,1 @@
+"""Composition root: settings, the Starlette app factory, migrations and the command line."""

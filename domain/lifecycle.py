@@ -1,0 +1,174 @@
+"""The job lifecycle as data: which status may follow which, and what each move sets.
+
+This is the contract of ARCHITECTURE.md's table. `plan_transition` turns a job's current state
+and a wanted status into the exact column changes; the service layer applies them in one
+compare-and-set UPDATE. Nothing else decides whether a move is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.errors import InvalidTransition
+from domain.status import TERMINAL_STATUSES, JobStatus
+from domain.validation import MAX_REASON_LENGTH, check_reason
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What a transition sets besides the status, applied in the same UPDATE."""
+
+    stamp_queued_at: bool = False
+    start: bool = False  # started_at = now, progress = 0
+    unstart: bool = False  # requeue: progress = 0, started_at = None, worker released
+    finish: bool = False  # completed_at = now, actual_time when started
+    complete_progress: bool = False  # progress = 100
+    needs: str | None = None  # the text the move requires: error_message or cancelled_reason
+    retry: bool = False  # clear the run's traces, keep the logs and note the retry
+
+
+_FAIL = Effect(finish=True, needs="error_message")
+_CANCEL = Effect(finish=True, needs="cancelled_reason")
+_RETRY = Effect(retry=True)
+
+S = JobStatus
+TRANSITIONS: Mapping[JobStatus, Mapping[JobStatus, Effect]] = {
+    S.PENDING: {S.VALIDATING: Effect(), S.CANCELLED: _CANCEL},
+    S.VALIDATING: {S.QUEUED: Effect(stamp_queued_at=True), S.FAILED: _FAIL, S.CANCELLED: _CANCEL},
+    S.QUEUED: {S.RENDERING: Effect(start=True), S.CANCELLED: _CANCEL},
+    S.RENDERING: {
+        S.QUEUED: Effect(unstart=True),
+        S.COMPLETED: Effect(finish=True, complete_progress=True),
+        S.FAILED: _FAIL,
+        S.CANCELLED: _CANCEL,
+    },
+    S.COMPLETED: {},
+    S.FAILED: {S.PENDING: _RETRY},
+    S.CANCELLED: {S.PENDING: _RETRY},
+}
+
+
+def allowed_transitions(status: JobStatus) -> list[JobStatus]:
+    """The statuses a job in `status` may move to, in the order of JobStatus."""
+    targets = TRANSITIONS[JobStatus(status)]
+    return [candidate for candidate in JobStatus if candidate in targets]
+
+
+def is_allowed(source: JobStatus, target: JobStatus) -> bool:
+    return target in TRANSITIONS[source]
+
+
+def is_terminal(status: JobStatus) -> bool:
+    return status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class JobState:
+    """The part of a stored job that decides and computes a transition."""
+
+    id: str
+    status: JobStatus
+    progress: int
+    started_at: datetime | None
+    logs: str | None
+
+
+def plan_transition(
+    job: JobState,
+    target: JobStatus,
+    *,
+    now: datetime,
+    reason: object = None,
+    worker_id: str | None = None,
+) -> dict[str, Any]:
+    """The column changes that move `job` to `target`, status included.
+
+    `reason` is the error message (to FAILED) or the cancellation reason (to CANCELLED).
+    Raises InvalidTransition for a pair the table does not allow (the same status included),
+    BadUserInput when the required reason is missing or malformed.
+    """
+    target = JobStatus(target)
+    effect = TRANSITIONS[job.status].get(target)
+    if effect is None:
+        raise InvalidTransition(job.id, job.status, target, allowed_transitions(job.status))
+
+    changes: dict[str, Any] = {"status": target}
+    if effect.needs:
+        changes[effect.needs] = check_reason(reason, effect.needs)
+    if effect.stamp_queued_at:
+        changes["queued_at"] = now
+    if effect.start:
+        changes.update(started_at=now, progress=0, worker_id=worker_id)
+    if effect.unstart:
+        changes.update(started_at=None, progress=0, worker_id=None)
+    if effect.finish:
+        changes["completed_at"] = now
+        changes["actual_time"] = elapsed_seconds(job.started_at, now)
+    if effect.complete_progress:
+        changes["progress"] = 100
+    if effect.retry:
+        changes.update(
+            progress=0,
+            error_message=None,
+            cancelled_reason=None,
+            started_at=None,
+            completed_at=None,
+            actual_time=None,
+            worker_id=None,
+            logs=append_log(job.logs, f"retried after {job.status.value}", now=now),
+        )
+    return changes
+
+
+def plan_progress(job: JobState, progress: int) -> int | None:
+    """The progress to store, or None when the report changes nothing: progress never goes
+    backwards (reports may arrive out of order). Only a RENDERING job makes progress."""
+    if job.status is not JobStatus.RENDERING:
+        raise InvalidTransition(
+            job.id,
+            job.status,
+            JobStatus.RENDERING,
+            allowed_transitions(job.status),
+            message=f"Job {job.id} is {job.status.value}: progress is reported only while "
+            "RENDERING.",
+        )
+    return progress if progress > job.progress else None
+
+
+def elapsed_seconds(started_at: datetime | None, finished_at: datetime) -> int | None:
+    if started_at is None:
+        return None
+    return max(0, int((finished_at - started_at).total_seconds()))
+
+
+def append_log(logs: str | None, line: str, *, now: datetime) -> str:
+    """Logs are unbounded text, one timestamped line per entry."""
+    entry = f"[{now.isoformat(timespec='seconds')}] {line}"
+    return f"{logs}\n{entry}" if logs else entry
+
+
+def error_message_for(problems: list[str]) -> str:
+    """The error_message of a job that failed validation: every problem, one per line,
+    cut to the column's rule."""
+    text = "Validation failed:\n" + "\n".join(f"- {problem}" for problem in problems)
+    if len(text) <= MAX_REASON_LENGTH:
+        return text
+    return text[: MAX_REASON_LENGTH - 1] + "…"
+
+
+__all__ = [
+    "TRANSITIONS",
+    "Effect",
+    "JobState",
+    "allowed_transitions",
+    "append_log",
+    "elapsed_seconds",
+    "error_message_for",
+    "is_allowed",
+    "is_terminal",
+    "plan_progress",
+    "plan_transition",
+]

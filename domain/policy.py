@@ -1,0 +1,46 @@
+"""Who may see and do what. Roles: ADMIN everything, USER their own jobs, WORKER the jobs it
+holds. A job the actor may not see is reported as not found, never as forbidden."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.status import Role
+
+
+@dataclass(frozen=True)
+class Actor:
+    id: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+def can_see_job(actor: Actor, owner_id: str, worker_id: str | None) -> bool:
+    return (
+        actor.is_admin or actor.id == owner_id or (worker_id is not None and actor.id == worker_id)
+    )
+
+
+def can_manage_job(actor: Actor, owner_id: str) -> bool:
+    """Cancel, retry, change priority."""
+    return actor.is_admin or actor.id == owner_id
+
+
+def can_submit_jobs(actor: Actor) -> bool:
+    return actor.role in (Role.ADMIN, Role.USER)
+
+
+def can_claim_jobs(actor: Actor) -> bool:
+    return actor.role is Role.WORKER
+
+
+def can_work_on_job(actor: Actor, worker_id: str | None) -> bool:
+    """Report progress, complete, fail, requeue: the worker holding the job, or an admin."""
+    return actor.is_admin or (worker_id is not None and actor.id == worker_id)
+
+
+def can_manage_users(actor: Actor) -> bool:
+    return actor.is_admin

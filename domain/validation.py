@@ -1,0 +1,448 @@
+"""Input rules for render jobs. Pure: standard library only.
+
+- `check_submission`: the shape of a submission (types, names, priority, NUL bytes, JSON); a
+  failure means the request itself is malformed and nothing is written.
+- `render_spec_problems`: the render spec checked while a job is VALIDATING (paths, extensions,
+  allowed roots, the Nexrender job structure); problems make the job FAILED.
+- `check_priority`, `check_progress`, `check_reason`, `check_log_line`: single values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from domain.errors import BadUserInput, FieldError
+from domain.paths import (
+    DATA_EXTENSIONS,
+    MAX_PATH_LENGTH,
+    OUTPUT_EXTENSIONS,
+    TEMPLATE_EXTENSIONS,
+    URI_SCHEMES,
+    has_control_characters,
+    parse_allowed_roots,
+    render_path_problems,
+)
+
+__all__ = [
+    "ACTION_STAGES", "ASSET_TYPES", "DATA_EXTENSIONS", "INLINE_DATA_PATH", "MAX_NAME_LENGTH",
+    "MAX_NEXRENDER_CONFIG_BYTES", "MAX_PATH_LENGTH", "MAX_REASON_LENGTH", "OUTPUT_EXTENSIONS",
+    "PRIORITY_RANGE", "PROGRESS_RANGE", "TEMPLATE_EXTENSIONS", "URI_SCHEMES",
+    "WORKER_OUTPUT_PATH", "CleanSubmission", "JobSubmission", "check_log_line", "check_priority",
+    "check_progress", "check_reason", "check_submission", "parse_allowed_roots",
+    "render_spec_problems",
+]  # fmt: skip
+
+MAX_NAME_LENGTH = 255
+MAX_REASON_LENGTH = 4096
+MAX_NEXRENDER_CONFIG_BYTES = 256 * 1024  # of the compact UTF-8 JSON encoding
+PRIORITY_RANGE = range(1, 11)  # 1..10, higher is more urgent
+DEFAULT_PRIORITY = 5
+PROGRESS_RANGE = range(0, 101)
+INLINE_DATA_PATH = "inline"
+WORKER_OUTPUT_PATH = "worker"
+ASSET_TYPES = ("image", "audio", "video", "data", "script", "static")
+LAYER_ASSET_TYPES = ("image", "audio", "video")
+ACTION_STAGES = ("predownload", "postdownload", "prerender", "postrender")
+_TEMPLATE_INTEGERS = ("frameStart", "frameEnd", "frameIncrement", "incrementFrame")
+_TEMPLATE_STRINGS = ("outputExt", "outputModule", "settingsTemplate")
+_CONFIG = "nexrender_config"
+_MAX_KEY_IN_FIELD = 64
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class JobSubmission:
+    """What a client sends to create a job, unchecked."""
+
+    project_name: object
+    output_name: object
+    template_path: object
+    data_path: object
+    output_path: object
+    priority: object = DEFAULT_PRIORITY
+    nexrender_config: object = None
+    auto_cancel_at: object = None  # a timezone-aware datetime or None
+
+
+@dataclass(frozen=True)
+class CleanSubmission:
+    """A submission that passed `check_submission`: right types, names trimmed."""
+
+    project_name: str
+    output_name: str
+    template_path: str
+    data_path: str
+    output_path: str
+    priority: int
+    nexrender_config: dict[str, Any] | None
+    auto_cancel_at: datetime | None
+
+
+# --- single values -------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _storage_problem(text: str) -> str | None:
+    """Why a database could not store `text` (PostgreSQL refuses NUL), or None."""
+    if "\x00" in text:
+        return "must not contain a NUL byte"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no unpaired surrogates)"
+    return None
+
+
+def _check_int(value: object, field: str, allowed: range) -> int:
+    if value is None:
+        raise BadUserInput.single(field, "is required")
+    if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+        raise BadUserInput.single(field, f"must be an integer from {allowed[0]} to {allowed[-1]}")
+    return value
+
+
+def check_priority(value: object, field: str = "priority") -> int:
+    """A priority: an int (not a bool) in 1..10, higher is more urgent."""
+    return _check_int(value, field, PRIORITY_RANGE)
+
+
+def check_progress(value: object, field: str = "progress") -> int:
+    """A progress percentage: an int (not a bool) in 0..100."""
+    return _check_int(value, field, PROGRESS_RANGE)
+
+
+def _check_text(value: object, field: str) -> str:
+    if value is None:
+        raise BadUserInput.single(field, "is required")
+    if not isinstance(value, str):
+        raise BadUserInput.single(field, "must be a string")
+    problem = _storage_problem(value)
+    if problem is not None:
+        raise BadUserInput.single(field, problem)
+    return value
+
+
+def _check_bounded(text: str, field: str, limit: int) -> str:
+    if not text:
+        raise BadUserInput.single(field, "must not be empty")
+    if len(text) > limit:
+        raise BadUserInput.single(field, f"must be at most {limit} characters")
+    return text
+
+
+def check_reason(value: object, field: str) -> str:
+    """An error_message or cancelled_reason: a string without NUL, trimmed non-empty, at most
+    4096 characters. Returns it trimmed."""
+    return _check_bounded(_check_text(value, field).strip(), field, MAX_REASON_LENGTH)
+
+
+def check_log_line(value: object, field: str = "log") -> str:
+    """A log line: a string without NUL, not blank, at most 4096 characters once trailing
+    whitespace (a line break) is removed. Returns it without that trailing whitespace; leading
+    indentation is kept."""
+    text = _check_text(value, field).rstrip()
+    if not text.strip():
+        raise BadUserInput.single(field, "must not be empty")
+    return _check_bounded(text, field, MAX_REASON_LENGTH)
+
+
+def _check_name(value: object, field: str, *, file_name: bool = False) -> str:
+    name = _check_bounded(_check_text(value, field).strip(), field, MAX_NAME_LENGTH)
+    if has_control_characters(name):
+        raise BadUserInput.single(field, "must not contain control characters")
+    if file_name and ("/" in name or "\\" in name):
+        raise BadUserInput.single(field, "must be a file name, without '/' or '\\'")
+    if file_name and name in (".", ".."):
+        raise BadUserInput.single(field, "must be a file name, not '.' or '..'")
+    return name
+
+
+def _check_auto_cancel_at(value: object, now: datetime) -> datetime | None:
+    field = "auto_cancel_at"
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise BadUserInput.single(field, "must be a date and time with a timezone")
+    if value.utcoffset() is None:
+        raise BadUserInput.single(field, "must include a timezone")
+    if value <= (now if now.utcoffset() is not None else now.replace(tzinfo=UTC)):
+        raise BadUserInput.single(field, "must be in the future")
+    return value
+
+
+# --- nexrender_config as JSON ----------------------------------------------------------------
+
+
+def _key_in_field(key: object) -> str:
+    """A JSON key as shown in a dotted field path: NUL and surrogates escaped, shortened."""
+    text = key if isinstance(key, str) else repr(key)
+    text = text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= _MAX_KEY_IN_FIELD else text[:_MAX_KEY_IN_FIELD] + "..."
+
+
+def _json_problem(error: Exception) -> str:
+    text = str(error).lower()
+    if isinstance(error, RecursionError):
+        return "must be JSON (it is nested too deeply)"
+    if "circular" in text:
+        return "must be JSON (it contains itself)"
+    if "float" in text:
+        return "must be JSON (NaN and Infinity are not numbers JSON can hold)"
+    if isinstance(error, TypeError):
+        return "must be JSON (objects, lists, strings, numbers, true, false and null only)"
+    return "must be JSON"
+
+
+def _json_children(value: object, path: str) -> list[tuple[str, object]]:
+    if isinstance(value, dict):
+        return [(f"{path}.{_key_in_field(key)}", child) for key, child in value.items()]
+    if isinstance(value, list | tuple):
+        return [(f"{path}[{index}]", child) for index, child in enumerate(value)]
+    return []
+
+
+def _json_text_problems(value: object, path: str) -> list[FieldError]:
+    """Strings (keys included) a database cannot store, and keys that are not strings, at their
+    dotted paths, in document order."""
+    problems: list[FieldError] = []
+    pending: list[tuple[str, object]] = [(path, value)]
+    while pending:
+        here, item = pending.pop()
+        if isinstance(item, str) and (problem := _storage_problem(item)) is not None:
+            problems.append(FieldError(here, problem))
+        if isinstance(item, dict):
+            for key in item:
+                key_path = f"{here}.{_key_in_field(key)}"
+                if not isinstance(key, str):
+                    problems.append(FieldError(key_path, "must be JSON (keys must be strings)"))
+                elif (problem := _storage_problem(key)) is not None:
+                    problems.append(FieldError(key_path, f"is a key that {problem}"))
+        pending.extend(reversed(_json_children(item, here)))
+    return problems
+
+
+def _check_config(value: object) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadUserInput.single(_CONFIG, "must be a JSON object")
+    try:
+        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise BadUserInput.single(_CONFIG, _json_problem(error)) from None
+    problems = _json_text_problems(value, _CONFIG)
+    size = len(encoded.encode("utf-8", "surrogatepass"))
+    if size > MAX_NEXRENDER_CONFIG_BYTES:
+        problems.append(FieldError(_CONFIG, (
+            f"must be at most {MAX_NEXRENDER_CONFIG_BYTES} bytes (256 KiB) as compact UTF-8 "
+            f"JSON; it is {size} bytes"
+        )))  # fmt: skip
+    if problems:
+        raise BadUserInput(problems)
+    loaded: dict[str, Any] = json.loads(encoded)  # a plain JSON copy: tuples become lists
+    return loaded
+
+
+# --- check_submission ----------------------------------------------------------------------
+
+
+def _collect(errors: list[FieldError], check: Callable[[], _T], fallback: _T) -> _T:
+    try:
+        return check()
+    except BadUserInput as refusal:
+        errors.extend(refusal.errors)
+        return fallback
+
+
+def check_submission(submission: JobSubmission, *, now: datetime) -> CleanSubmission:
+    """The submission with right types and trimmed names, or BadUserInput listing every failing
+    field. `now` is timezone-aware (a naive one is read as UTC)."""
+    errors: list[FieldError] = []
+    s = submission
+    clean = CleanSubmission(
+        project_name=_collect(errors, lambda: _check_name(s.project_name, "project_name"), ""),
+        output_name=_collect(
+            errors, lambda: _check_name(s.output_name, "output_name", file_name=True), ""
+        ),
+        template_path=_collect(errors, lambda: _check_text(s.template_path, "template_path"), ""),
+        data_path=_collect(errors, lambda: _check_text(s.data_path, "data_path"), ""),
+        output_path=_collect(errors, lambda: _check_text(s.output_path, "output_path"), ""),
+        priority=_collect(errors, lambda: check_priority(s.priority), DEFAULT_PRIORITY),
+        nexrender_config=_collect(errors, lambda: _check_config(s.nexrender_config), None),
+        auto_cancel_at=_collect(errors, lambda: _check_auto_cancel_at(s.auto_cancel_at, now), None),
+    )
+    if errors:
+        raise BadUserInput(errors)
+    return clean
+
+
+# --- render_spec_problems: the Nexrender job structure ----------------------------------------
+
+
+def _required_text(owner: dict[str, Any], key: str, path: str) -> list[FieldError]:
+    field = f"{path}.{key}"
+    if key not in owner:
+        return [FieldError(field, "is required")]
+    if not isinstance(owner[key], str):
+        return [FieldError(field, "must be a string")]
+    if not owner[key].strip():
+        return [FieldError(field, "must not be empty")]
+    return []
+
+
+def _optional(
+    owner: dict[str, Any], keys: Sequence[str], path: str, *, integer: bool
+) -> list[FieldError]:
+    """Problems of optional keys that must hold an integer (not a bool) or a string."""
+    message = "must be an integer" if integer else "must be a string"
+    return [
+        FieldError(f"{path}.{key}", message)
+        for key in keys
+        if key in owner and not (_is_int(owner[key]) if integer else isinstance(owner[key], str))
+    ]
+
+
+def _template_problems(config: dict[str, Any], path: str) -> list[FieldError]:
+    if "template" not in config:
+        return [FieldError(path, "is required: an object with src and composition")]
+    template = config["template"]
+    if not isinstance(template, dict):
+        return [FieldError(path, "must be an object with src and composition")]
+    return [
+        *_required_text(template, "src", path),
+        *_required_text(template, "composition", path),
+        *_optional(template, _TEMPLATE_INTEGERS, path, integer=True),
+        *_optional(template, _TEMPLATE_STRINGS, path, integer=False),
+    ]
+
+
+def _layer_problems(asset: dict[str, Any], path: str) -> list[FieldError]:
+    if "layerName" not in asset and "layerIndex" not in asset:
+        return [FieldError(f"{path}.layerName", "is required unless layerIndex is given")]
+    problems = _required_text(asset, "layerName", path) if "layerName" in asset else []
+    return problems + _optional(asset, ("layerIndex",), path, integer=True)
+
+
+def _data_value_problems(asset: dict[str, Any], path: str) -> list[FieldError]:
+    if "value" not in asset and "expression" not in asset:
+        return [FieldError(f"{path}.value", "is required unless expression is given")]
+    return _optional(asset, ("expression",), path, integer=False)
+
+
+def _asset_problems(asset: object, path: str) -> list[FieldError]:
+    if not isinstance(asset, dict):
+        return [FieldError(path, "must be an object")]
+    kind = asset.get("type")
+    if kind not in ASSET_TYPES:
+        return [FieldError(f"{path}.type", f"must be one of {', '.join(ASSET_TYPES)}")]
+    if kind == "data":
+        return [
+            *_layer_problems(asset, path),
+            *_required_text(asset, "property", path),
+            *_data_value_problems(asset, path),
+        ]
+    problems = _required_text(asset, "src", path)
+    return problems + (_layer_problems(asset, path) if kind in LAYER_ASSET_TYPES else [])
+
+
+def _assets_problems(config: dict[str, Any], path: str) -> list[FieldError]:
+    assets = config.get("assets", [])
+    if not isinstance(assets, list):
+        return [FieldError(path, "must be a list of asset objects")]
+    return [
+        problem
+        for index, asset in enumerate(assets)
+        for problem in _asset_problems(asset, f"{path}[{index}]")
+    ]
+
+
+def _stage_problems(steps: object, path: str) -> list[FieldError]:
+    if not isinstance(steps, list):
+        return [FieldError(path, "must be a list of action objects")]
+    problems: list[FieldError] = []
+    for index, step in enumerate(steps):
+        step_path = f"{path}[{index}]"
+        if not isinstance(step, dict):
+            problems.append(FieldError(step_path, "must be an object with a module"))
+        else:
+            problems.extend(_required_text(step, "module", step_path))
+    return problems
+
+
+def _actions_problems(config: dict[str, Any], path: str) -> list[FieldError]:
+    actions = config.get("actions", {})
+    stages = ", ".join(ACTION_STAGES)
+    if not isinstance(actions, dict):
+        return [FieldError(path, f"must be an object whose keys are among {stages}")]
+    problems: list[FieldError] = []
+    for stage, steps in actions.items():
+        stage_path = f"{path}.{_key_in_field(stage)}"
+        if stage not in ACTION_STAGES:
+            problems.append(FieldError(stage_path, f"is not an action stage: use {stages}"))
+        else:
+            problems.extend(_stage_problems(steps, stage_path))
+    return problems
+
+
+def _config_problems(config: object) -> list[FieldError]:
+    if not isinstance(config, dict):
+        return [FieldError(_CONFIG, "must be a JSON object")]
+    return [
+        *_template_problems(config, f"{_CONFIG}.template"),
+        *_assets_problems(config, f"{_CONFIG}.assets"),
+        *_actions_problems(config, f"{_CONFIG}.actions"),
+    ]
+
+
+# --- render_spec_problems ------------------------------------------------------------------
+
+
+def _has_data_asset(config: dict[str, Any] | None) -> bool:
+    assets = config.get("assets") if isinstance(config, dict) else None
+    return isinstance(assets, list) and any(
+        isinstance(asset, dict) and asset.get("type") == "data" for asset in assets
+    )
+
+
+def _data_path_problems(clean: CleanSubmission, roots: Sequence[str]) -> list[FieldError]:
+    if clean.data_path != INLINE_DATA_PATH:
+        return render_path_problems("data_path", clean.data_path, DATA_EXTENSIONS, roots)
+    if _has_data_asset(clean.nexrender_config):
+        return []
+    message = f"may be '{INLINE_DATA_PATH}' only when nexrender_config carries a data asset"
+    return [FieldError("data_path", message)]
+
+
+def _output_path_problems(clean: CleanSubmission, roots: Sequence[str]) -> list[FieldError]:
+    if clean.output_path != WORKER_OUTPUT_PATH:
+        return render_path_problems(
+            "output_path", clean.output_path, OUTPUT_EXTENSIONS, roots, frame_pattern=True
+        )
+    if clean.nexrender_config is not None:
+        return []
+    message = f"may be '{WORKER_OUTPUT_PATH}' only when nexrender_config is given"
+    return [FieldError("output_path", message)]
+
+
+def render_spec_problems(
+    clean: CleanSubmission, *, allowed_roots: Sequence[str] = ()
+) -> list[FieldError]:
+    """Every business-rule problem of a checked submission, in field order: the three paths
+    (form, '..', extension, allowed roots, 'inline'/'worker'), then the Nexrender structure of
+    nexrender_config. Empty when the job may be queued. Never raises."""
+    problems = render_path_problems(
+        "template_path", clean.template_path, TEMPLATE_EXTENSIONS, allowed_roots
+    )
+    problems += _data_path_problems(clean, allowed_roots)
+    problems += _output_path_problems(clean, allowed_roots)
+    if clean.nexrender_config is not None:
+        problems += _config_problems(clean.nexrender_config)
+    return problems

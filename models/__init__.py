@@ -1,0 +1,6 @@
+"""Tortoise ORM models and the database configuration."""
+
+from models.job import Job
+from models.user import User
+
+__all__ = ["Job", "User"]

@@ -1,0 +1,99 @@
+"""Creating users, issuing and checking their API tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from domain.errors import BadUserInput, NotFound
+from domain.policy import Actor
+from domain.status import Role
+from domain.users import hash_token, new_token, normalize_email, parse_role
+from models import User
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A user and its token: the only moment the token exists outside the client."""
+
+    user: User
+    token: str
+
+
+async def create_user(
+    email: object, name: str | None = None, role: object = Role.USER
+) -> IssuedToken:
+    address = normalize_email(email)
+    checked_role = parse_role(role)
+    clean_name = _clean_name(name)
+    if await User.filter(email=address).exists():
+        raise BadUserInput.single("email", f"{address} is already in use")
+    token = new_token()
+    try:
+        async with in_transaction():
+            user = await User.create(
+                email=address, name=clean_name, role=checked_role, token_hash=hash_token(token)
+            )
+    except IntegrityError:  # a concurrent create took the address between check and insert
+        raise BadUserInput.single("email", f"{address} is already in use") from None
+    return IssuedToken(user=user, token=token)
+
+
+def actor_of(user: User) -> Actor:
+    return Actor(id=user.id, role=user.role)
+
+
+async def list_users() -> list[User]:
+    return await User.all().order_by("created_at", "id")
+
+
+async def count_users() -> int:
+    return await User.all().count()
+
+
+async def authenticate(token: str | None) -> User | None:
+    """The active user holding this token, or None. The lookup is by an index on the hash;
+    equality of fixed-length digests of a random token leaks nothing useful by timing."""
+    if not token:
+        return None
+    user = await User.get_or_none(token_hash=hash_token(token))
+    if user is None or not user.is_active:
+        return None
+    return user
+
+
+async def rotate_token(user_id: str) -> IssuedToken:
+    user = await _get(user_id)
+    token = new_token()
+    await User.filter(id=user.id).update(token_hash=hash_token(token))
+    await user.refresh_from_db()
+    return IssuedToken(user=user, token=token)
+
+
+async def deactivate_user(user_id: str) -> User:
+    user = await _get(user_id)
+    await User.filter(id=user.id).update(is_active=False)
+    await user.refresh_from_db()
+    return user
+
+
+async def _get(user_id: str) -> User:
+    user = await User.get_or_none(id=user_id)
+    if user is None:
+        raise NotFound("User", user_id)
+    return user
+
+
+def _clean_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise BadUserInput.single("name", "must be a string")
+    trimmed = name.strip()
+    if len(trimmed) > 255:
+        raise BadUserInput.single("name", "must be at most 255 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in trimmed):
+        raise BadUserInput.single("name", "must not contain control characters")
+    return trimmed or None

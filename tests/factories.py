@@ -1,0 +1,19 @@
+"""Building valid jobs for tests, straight into the database (no lifecycle)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models import Job, User
+
+VALID_JOB_FIELDS: dict[str, Any] = {
+    "project_name": "Promo 2026",
+    "output_name": "promo_final.mp4",
+    "template_path": "C:\\jobs\\promo.aep",
+    "data_path": "C:\\jobs\\promo.json",
+    "output_path": "C:\\renders\\promo_final.mp4",
+}
+
+
+async def insert_job(owner: User, **overrides: Any) -> Job:
+    return await Job.create(user=owner, **{**VALID_JOB_FIELDS, **overrides})
