@@ -20,7 +20,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-schema: $(BASE_STAMP)
+schema: $(TEST_STAMP)
 	$(BIN)/strawberry export-schema gql.schema:schema --output schema.graphql
 
 migrate: $(BASE_STAMP)

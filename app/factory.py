@@ -1,4 +1,4 @@
-"""The Starlette application: routes and lifespan, wired in one place."""
+"""The Starlette application: routes, middleware and lifespan, wired in one place."""
 
 from __future__ import annotations
 
@@ -6,24 +6,34 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
-from strawberry.asgi import GraphQL
 
+from app.body_limit import BodySizeLimit
 from app.database import open_database
 from app.health import healthz
 from app.settings import Settings
-from gql.schema import schema
+from gql.limits import MAX_BODY_BYTES
+from gql.view import RendertrackGraphQL
+from service import settings as service_settings
 
 
 def create_app(settings: Settings | None = None, *, manage_database: bool = True) -> Starlette:
     """`manage_database=False` leaves opening the database to the caller (tests that already
     hold one)."""
     settings = settings or Settings.from_env()
-    graphql = GraphQL(schema, graphql_ide="graphiql")
+    graphql = RendertrackGraphQL(
+        public_introspection=settings.public_introspection,
+        allowed_origins=settings.allowed_origins,
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        previous = service_settings.configure(
+            service_settings.ServiceSettings(allowed_roots=settings.allowed_roots)
+        )
         async with AsyncExitStack() as stack:
+            stack.callback(service_settings.configure, previous)
             if manage_database:
                 await stack.enter_async_context(open_database(settings.database_url))
             yield
@@ -34,6 +44,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
+        middleware=[Middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)],
         lifespan=lifespan,
     )
     app.state.settings = settings

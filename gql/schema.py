@@ -1,14 +1,35 @@
 """The schema served at /graphql and exported to schema.graphql (`make schema`)."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import strawberry
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types.execution import ExecutionContext
+
+from gql.errors import ErrorCodes, log_unexpected
+from gql.limits import GuardIntrospection, request_limits
+from gql.mutations import Mutation
+from gql.queries import Query
 
 
-@strawberry.type
-class Query:
-    @strawberry.field(description="The version of the rendertrack API.")
-    def api_version(self) -> str:
-        return "0.1.0"
+class RendertrackSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_unexpected(errors, execution_context)
 
 
-schema = strawberry.Schema(query=Query, config=StrawberryConfig(auto_camel_case=True))
+def build_schema() -> RendertrackSchema:
+    extensions: list[Any] = [GuardIntrospection, *request_limits(), ErrorCodes]
+    return RendertrackSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+schema = build_schema()

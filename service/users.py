@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from domain.errors import BadUserInput, NotFound
+from domain import policy
+from domain.errors import BadUserInput, Forbidden, NotFound
 from domain.policy import Actor
 from domain.status import Role
 from domain.users import hash_token, new_token, normalize_email, parse_role
@@ -23,8 +24,10 @@ class IssuedToken:
 
 
 async def create_user(
-    email: object, name: str | None = None, role: object = Role.USER
+    email: object, name: str | None = None, role: object = Role.USER, *, actor: Actor | None = None
 ) -> IssuedToken:
+    """`actor` None: the system (the CLI, the first start); else it must be an admin."""
+    _require_admin(actor)
     address = normalize_email(email)
     checked_role = parse_role(role)
     clean_name = _clean_name(name)
@@ -64,7 +67,8 @@ async def authenticate(token: str | None) -> User | None:
     return user
 
 
-async def rotate_token(user_id: str) -> IssuedToken:
+async def rotate_token(user_id: str, *, actor: Actor | None = None) -> IssuedToken:
+    _require_admin(actor)
     user = await _get(user_id)
     token = new_token()
     await User.filter(id=user.id).update(token_hash=hash_token(token))
@@ -72,7 +76,8 @@ async def rotate_token(user_id: str) -> IssuedToken:
     return IssuedToken(user=user, token=token)
 
 
-async def deactivate_user(user_id: str) -> User:
+async def deactivate_user(user_id: str, *, actor: Actor | None = None) -> User:
+    _require_admin(actor)
     user = await _get(user_id)
     await User.filter(id=user.id).update(is_active=False)
     await user.refresh_from_db()
@@ -97,3 +102,8 @@ def _clean_name(name: str | None) -> str | None:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in trimmed):
         raise BadUserInput.single("name", "must not contain control characters")
     return trimmed or None
+
+
+def _require_admin(actor: Actor | None) -> None:
+    if actor is not None and not policy.can_manage_users(actor):
+        raise Forbidden("Only admins manage users.")

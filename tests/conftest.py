@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
+import httpx
 import pytest
 import pytest_asyncio
 
 from app.database import open_database
+from app.factory import create_app
+from app.settings import Settings
 from domain.policy import Actor
 from models import User
 from service import users
@@ -20,6 +24,7 @@ from tests.databases import (
     running_in_ci,
     selected_backend,
 )
+from tests.graphql_client import GraphQLClient
 
 
 def pytest_report_header() -> str:
@@ -78,3 +83,37 @@ async def worker(db: str) -> Actor:
 @pytest_asyncio.fixture
 async def admin(db: str) -> Actor:
     return actor_of((await users.create_user("root@example.com", "Root", "admin")).user)
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    email: str
+    token: str
+    actor: Actor
+
+
+async def make_account(email: str, role: str) -> Account:
+    issued = await users.create_user(email, email.split("@")[0], role)
+    return Account(issued.user.id, issued.user.email, issued.token, actor_of(issued.user))
+
+
+@pytest_asyncio.fixture
+async def accounts(db: str) -> dict[str, Account]:
+    """One account per role, plus a second user and a second worker."""
+    return {
+        "admin": await make_account("admin@example.com", "admin"),
+        "user": await make_account("user@example.com", "user"),
+        "other": await make_account("other@example.com", "user"),
+        "worker": await make_account("worker@example.com", "worker"),
+        "worker2": await make_account("worker2@example.com", "worker"),
+    }
+
+
+@pytest_asyncio.fixture
+async def api(db: str) -> AsyncIterator[GraphQLClient]:
+    """The real Starlette app over HTTP, in-process, on the test database."""
+    app = create_app(Settings(database_url=db), manage_database=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rendertrack.test") as http:
+        yield GraphQLClient(http)

@@ -1,0 +1,126 @@
+"""Turning refusals into GraphQL errors with a code, and hiding everything unexpected.
+
+Codes (extensions.code): UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT (with
+extensions.fields), INVALID_TRANSITION (with extensions.from and .to), CONFLICT,
+GRAPHQL_VALIDATION_FAILED for a malformed query, INTERNAL_SERVER_ERROR for anything else, whose
+traceback is logged on the server and never sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types.execution import ExecutionContext
+
+from domain.errors import BadUserInput, DomainError, FieldError, InvalidTransition
+
+logger = logging.getLogger("rendertrack.graphql")
+
+INTERNAL_MESSAGE = "Internal server error: the failure was logged on the server."
+
+
+class Unauthenticated(DomainError):
+    code = "UNAUTHENTICATED"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A valid API token is required: send the header 'Authorization: Bearer <token>'."
+        )
+
+
+def camel_case(field: str) -> str:
+    """`nexrender_config.assets[0].src` -> `nexrenderConfig.assets[0].src`: the input names of
+    the wire; nested names inside JSON are the client's own and stay as they are."""
+    head, dot, rest = field.partition(".")
+    head = re.sub(r"_([a-z0-9])", lambda match: match.group(1).upper(), head)
+    return head + dot + rest
+
+
+def extensions_of(error: DomainError) -> dict[str, Any]:
+    extensions: dict[str, Any] = {"code": error.code}
+    if isinstance(error, BadUserInput):
+        extensions["fields"] = [_field(item) for item in error.errors]
+    if isinstance(error, InvalidTransition):
+        extensions["from"] = error.found
+        extensions["to"] = error.wanted
+    return extensions
+
+
+def _field(item: FieldError) -> dict[str, str]:
+    return {"field": camel_case(item.field), "message": item.message}
+
+
+def message_of(error: DomainError) -> str:
+    if isinstance(error, BadUserInput):
+        return "Invalid input: " + "; ".join(
+            f"{camel_case(item.field)}: {item.message}" for item in error.errors
+        )
+    return error.message
+
+
+def translate(error: GraphQLError) -> GraphQLError:
+    original = error.original_error
+    if isinstance(original, DomainError):
+        return _rebuilt(error, message_of(original), extensions_of(original))
+    if error.extensions and "code" in error.extensions:
+        return error
+    if isinstance(original, GraphQLError) and original.extensions.get("code"):
+        return _rebuilt(error, original.message, dict(original.extensions))
+    if _is_request_error(error):
+        variable = error.message.startswith("Variable")
+        code = "BAD_USER_INPUT" if variable else "GRAPHQL_VALIDATION_FAILED"
+        return _rebuilt(error, error.message, {"code": code})
+    return _rebuilt(error, INTERNAL_MESSAGE, {"code": "INTERNAL_SERVER_ERROR"})
+
+
+def _is_request_error(error: GraphQLError) -> bool:
+    """Raised while parsing, validating or coercing the request, before any resolver ran: the
+    client's doing, and its message speaks of the client's own text."""
+    return error.path is None and (
+        error.original_error is None or isinstance(error.original_error, GraphQLError)
+    )
+
+
+def is_unexpected(error: GraphQLError) -> bool:
+    original = error.original_error
+    if original is None or isinstance(original, DomainError) or _is_request_error(error):
+        return False
+    return not (isinstance(original, GraphQLError) and original.extensions.get("code"))
+
+
+def _rebuilt(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
+    return GraphQLError(
+        message=message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=extensions,
+    )
+
+
+def log_unexpected(errors: list[GraphQLError], context: ExecutionContext | None) -> None:
+    """Strawberry logs every error with a traceback; only unexpected ones deserve it."""
+    for error in errors:
+        if is_unexpected(error):
+            logger.error(
+                "unexpected error in %s",
+                error.path,
+                exc_info=(type(error.original_error), error.original_error, error.__traceback__),
+            )
+
+
+class ErrorCodes(SchemaExtension):
+    """Rewrites every error of a result into its coded, client-safe form."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and getattr(result, "errors", None):
+            result.errors = [translate(error) for error in result.errors]

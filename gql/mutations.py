@@ -1,0 +1,110 @@
+"""Mutation root: each returns the job as stored after the change."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from domain.validation import DEFAULT_PRIORITY, JobSubmission
+from gql.context import require_actor
+from gql.types import CreatedUser, Job, Role, User
+from service import jobs, users
+
+
+@strawberry.input(description="A new render job.")
+class SubmitJobInput:
+    project_name: str
+    output_name: str
+    template_path: str
+    data_path: str = strawberry.field(
+        description="A data file, or 'inline' when nexrenderConfig carries data assets."
+    )
+    output_path: str = strawberry.field(
+        description="Where the result goes, or 'worker' to leave it where the worker puts it."
+    )
+    priority: int = strawberry.field(default=DEFAULT_PRIORITY, description="1..10.")
+    nexrender_config: JSON | None = strawberry.field(
+        default=None, description="A Nexrender job (template, assets, actions)."
+    )
+    auto_cancel_at: datetime | None = strawberry.field(
+        default=None, description="Cancel the job if it has not finished by then."
+    )
+
+    def to_submission(self) -> JobSubmission:
+        return JobSubmission(
+            project_name=self.project_name,
+            output_name=self.output_name,
+            template_path=self.template_path,
+            data_path=self.data_path,
+            output_path=self.output_path,
+            priority=self.priority,
+            nexrender_config=self.nexrender_config,
+            auto_cancel_at=self.auto_cancel_at,
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Submit a job: it is validated and queued, or FAILED.")
+    async def submit_job(self, info: Info, input: SubmitJobInput) -> Job:
+        return Job.of(await jobs.submit_job(require_actor(info), input.to_submission()))
+
+    @strawberry.mutation
+    async def cancel_job(self, info: Info, id: strawberry.ID, reason: str) -> Job:
+        return Job.of(await jobs.cancel(str(id), reason, actor=require_actor(info)))
+
+    @strawberry.mutation(description="Start a FAILED or CANCELLED job again.")
+    async def retry_job(self, info: Info, id: strawberry.ID) -> Job:
+        return Job.of(await jobs.retry(str(id), actor=require_actor(info)))
+
+    @strawberry.mutation
+    async def set_job_priority(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        priority: int,
+    ) -> Job:
+        return Job.of(await jobs.set_priority(str(id), priority, actor=require_actor(info)))
+
+    @strawberry.mutation(description="Workers: take the next queued job (null when none).")
+    async def claim_job(self, info: Info) -> Job | None:
+        job = await jobs.claim_next(require_actor(info))
+        return None if job is None else Job.of(job)
+
+    @strawberry.mutation(description="Workers: report progress (0..100) and an optional log line.")
+    async def report_progress(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        progress: int,
+        log: str | None = None,
+    ) -> Job:
+        actor = require_actor(info)
+        return Job.of(await jobs.report_progress(str(id), progress, log, actor=actor))
+
+    @strawberry.mutation
+    async def complete_job(self, info: Info, id: strawberry.ID) -> Job:
+        return Job.of(await jobs.complete(str(id), actor=require_actor(info)))
+
+    @strawberry.mutation
+    async def fail_job(self, info: Info, id: strawberry.ID, error: str) -> Job:
+        return Job.of(await jobs.fail(str(id), error, actor=require_actor(info)))
+
+    @strawberry.mutation(description="Admins: create a user; its token is shown this once.")
+    async def create_user(
+        self, info: Info, email: str, role: Role, name: str | None = None
+    ) -> CreatedUser:
+        issued = await users.create_user(email, name, role, actor=require_actor(info))
+        return CreatedUser(user=User.of(issued.user), token=issued.token)
+
+    @strawberry.mutation(description="Admins: replace a user's token; the old one stops working.")
+    async def rotate_token(self, info: Info, user_id: strawberry.ID) -> CreatedUser:
+        issued = await users.rotate_token(str(user_id), actor=require_actor(info))
+        return CreatedUser(user=User.of(issued.user), token=issued.token)
+
+    @strawberry.mutation(description="Admins: the user's token stops working at once.")
+    async def deactivate_user(self, info: Info, user_id: strawberry.ID) -> User:
+        return User.of(await users.deactivate_user(str(user_id), actor=require_actor(info)))

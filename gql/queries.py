@@ -1,0 +1,48 @@
+"""Query root: thin resolvers that authenticate, call one service function, translate back."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from gql.context import require_actor
+from gql.types import Job, JobConnection, JobFilter, JobOrder, JobStats, User, job_connection
+from service import queries
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller.")
+    def me(self, info: Info) -> User:
+        require_actor(info)
+        return User.of(info.context.user)
+
+    @strawberry.field(description="A job, or null when it does not exist or is not yours.")
+    async def job(self, info: Info, id: strawberry.ID) -> Job | None:
+        job = await queries.job_for(require_actor(info), str(id))
+        return None if job is None else Job.of(job)
+
+    @strawberry.field(description="Jobs you may see, newest first unless ordered otherwise.")
+    async def jobs(
+        self,
+        info: Info,
+        filter: JobFilter | None = None,
+        order_by: JobOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> JobConnection:
+        return await job_connection(info, filter, order_by, first, after, last, before)
+
+    @strawberry.field(description="QUEUED jobs in the order workers will claim them.")
+    async def queue(self, info: Info, first: int | None = None) -> list[Job]:
+        return [Job.of(job) for job in await queries.queue(require_actor(info), first)]
+
+    @strawberry.field(description="Jobs per status: yours, or everyone's for an admin.")
+    async def job_stats(self, info: Info) -> JobStats:
+        return JobStats.of(await queries.job_stats(require_actor(info)))
+
+    @strawberry.field(description="Every user (admins only).")
+    async def users(self, info: Info) -> list[User]:
+        return [User.of(user) for user in await queries.all_users(require_actor(info))]

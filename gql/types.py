@@ -1,0 +1,242 @@
+"""The GraphQL object types, fed by the Tortoise models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from domain.lifecycle import allowed_transitions
+from domain.status import JobStatus as DomainJobStatus
+from domain.status import Role as DomainRole
+from models import Job as JobModel
+from models import User as UserModel
+from service import queries
+
+JobStatus = strawberry.enum(DomainJobStatus, description="Where a job stands in its lifecycle.")
+Role = strawberry.enum(
+    DomainRole, description="ADMIN: everything; USER: own jobs; WORKER: renders."
+)
+
+
+@strawberry.enum(description="The order of a job list.")
+class JobOrder(Enum):
+    NEWEST_FIRST = "NEWEST_FIRST"
+    OLDEST_FIRST = "OLDEST_FIRST"
+
+
+@strawberry.type(description="A render job.")
+class Job:
+    id: strawberry.ID
+    project_name: str
+    output_name: str
+    template_path: str
+    data_path: str
+    output_path: str
+    status: JobStatus
+    priority: int = strawberry.field(description="1..10; a higher number is more urgent.")
+    progress: int = strawberry.field(description="0..100; 100 exactly when COMPLETED.")
+    nexrender_job_id: str | None
+    nexrender_config: JSON | None
+    error_message: str | None
+    logs: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    estimated_time: int | None = strawberry.field(description="Seconds.")
+    actual_time: int | None = strawberry.field(description="Seconds from start to end.")
+    auto_cancel_at: datetime | None
+    cancelled_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    model: strawberry.Private[JobModel]
+
+    @classmethod
+    def of(cls, job: JobModel) -> Job:
+        return cls(
+            id=strawberry.ID(job.id),
+            project_name=job.project_name,
+            output_name=job.output_name,
+            template_path=job.template_path,
+            data_path=job.data_path,
+            output_path=job.output_path,
+            status=DomainJobStatus(job.status),
+            priority=job.priority,
+            progress=job.progress,
+            nexrender_job_id=job.nexrender_job_id,
+            nexrender_config=job.nexrender_config,
+            error_message=job.error_message,
+            logs=job.logs,
+            queued_at=job.queued_at,
+            started_at=job.started_at,
+            completed_at=job.completed_at,
+            estimated_time=job.estimated_time,
+            actual_time=job.actual_time,
+            auto_cancel_at=job.auto_cancel_at,
+            cancelled_reason=job.cancelled_reason,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+            model=job,
+        )
+
+    @strawberry.field(description="The user who submitted the job.")
+    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")]:
+        owner = await info.context.users_by_id.load(self.model.user_id)
+        return User.of(owner)
+
+    @strawberry.field(description="The statuses this job may move to from where it stands.")
+    def allowed_transitions(self) -> list[JobStatus]:
+        return allowed_transitions(DomainJobStatus(self.model.status))
+
+    @strawberry.field(description="1 for the next job to be claimed; null unless QUEUED.")
+    async def queue_position(self) -> int | None:
+        return await queries.queue_position(self.model)
+
+
+@strawberry.type
+class JobEdge:
+    cursor: str
+    node: Job
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of jobs with keyset cursors: pages do not shift on insert.")
+class JobConnection:
+    edges: list[JobEdge]
+    page_info: PageInfo
+    count: strawberry.Private[object]
+
+    @strawberry.field(description="How many jobs match the filter, on every page.")
+    async def total_count(self) -> int:
+        return await self.count()  # type: ignore[operator]
+
+    @classmethod
+    def of(cls, page: queries.Page, count: object) -> JobConnection:
+        edges = [
+            JobEdge(cursor=cursor, node=Job.of(job))
+            for job, cursor in zip(page.jobs, page.cursors, strict=True)
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=page.cursors[0] if page.cursors else None,
+                end_cursor=page.cursors[-1] if page.cursors else None,
+            ),
+            count=count,
+        )
+
+
+@strawberry.input(description="Narrows a job list; every given condition must hold.")
+class JobFilter:
+    status: list[JobStatus] | None = None
+    user_id: strawberry.ID | None = strawberry.field(default=None, description="Admins only.")
+    search: str | None = strawberry.field(
+        default=None, description="Part of the project or output name, any case."
+    )
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def to_query(self, order: JobOrder) -> queries.JobQuery:
+        return queries.JobQuery(
+            statuses=None if self.status is None else tuple(self.status),
+            user_id=None if self.user_id is None else str(self.user_id),
+            search=self.search,
+            created_after=self.created_after,
+            created_before=self.created_before,
+            newest_first=order is JobOrder.NEWEST_FIRST,
+        )
+
+
+async def job_connection(
+    info: Info,
+    job_filter: JobFilter | None,
+    order: JobOrder | None,
+    first: int | None,
+    after: str | None,
+    last: int | None,
+    before: str | None,
+) -> JobConnection:
+    from gql.context import require_actor
+
+    actor = require_actor(info)
+    query = (job_filter or JobFilter()).to_query(order or JobOrder.NEWEST_FIRST)
+    page = await queries.page_of_jobs(
+        actor, query, queries.PageRequest(first=first, after=after, last=last, before=before)
+    )
+    return JobConnection.of(page, lambda: queries.count_jobs(actor, query))
+
+
+@strawberry.type(description="A person or a render worker.")
+class User:
+    id: strawberry.ID
+    email: str
+    name: str | None
+    role: Role
+    is_active: bool
+    created_at: datetime
+    model: strawberry.Private[UserModel]
+
+    @classmethod
+    def of(cls, user: UserModel) -> User:
+        return cls(
+            id=strawberry.ID(user.id),
+            email=user.email,
+            name=user.name,
+            role=DomainRole(user.role),
+            is_active=user.is_active,
+            created_at=user.created_at,
+            model=user,
+        )
+
+    @strawberry.field(description="This user's jobs that the caller may see.")
+    async def jobs(
+        self,
+        info: Info,
+        filter: JobFilter | None = None,
+        order_by: JobOrder | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+    ) -> JobConnection:
+        scoped = filter or JobFilter()
+        scoped.user_id = self.id
+        return await job_connection(info, scoped, order_by, first, after, last, before)
+
+
+@strawberry.type(description="A new user, or a new token, with the token shown this once.")
+class CreatedUser:
+    user: User
+    token: str = strawberry.field(description="The API token; it is stored only as a hash.")
+
+
+@strawberry.type(description="How many jobs stand in each status.")
+class JobStats:
+    pending: int
+    validating: int
+    queued: int
+    rendering: int
+    completed: int
+    failed: int
+    cancelled: int
+    total: int
+
+    @classmethod
+    def of(cls, counts: dict[DomainJobStatus, int]) -> JobStats:
+        return cls(
+            **{status.value.lower(): count for status, count in counts.items()},
+            total=sum(counts.values()),
+        )

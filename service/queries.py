@@ -1,0 +1,198 @@
+"""The read side: which jobs an actor sees, pages of them with keyset cursors, the queue, counts.
+
+Cursors are keyset cursors on (created_at, id): a page does not shift when jobs are inserted.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.expressions import Q
+from tortoise.functions import Count
+from tortoise.queryset import QuerySet
+
+from domain import policy
+from domain.errors import BadUserInput, FieldError, Forbidden
+from domain.policy import Actor
+from domain.status import JobStatus, Role
+from models import Job, User
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    statuses: tuple[JobStatus, ...] | None = None
+    user_id: str | None = None
+    search: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    newest_first: bool = True
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    cursors: list[str]
+    has_next_page: bool
+    has_previous_page: bool
+
+
+def visible_jobs(actor: Actor) -> QuerySet[Job]:
+    """ADMIN: every job; USER: their own; WORKER: the jobs it holds or held."""
+    if actor.is_admin:
+        return Job.all()
+    if actor.role is Role.WORKER:
+        return Job.filter(worker_id=actor.id)
+    return Job.filter(user_id=actor.id)
+
+
+async def job_for(actor: Actor, job_id: str) -> Job | None:
+    """The job, or None when it does not exist or the actor may not see it."""
+    job = await Job.get_or_none(id=job_id)
+    if job is None or not policy.can_see_job(actor, job.user_id, job.worker_id):
+        return None
+    return job
+
+
+def filtered_jobs(actor: Actor, query: JobQuery) -> QuerySet[Job]:
+    jobs = visible_jobs(actor)
+    if query.statuses is not None:
+        jobs = jobs.filter(status__in=list(query.statuses))
+    if query.user_id is not None:
+        if not actor.is_admin and query.user_id != actor.id:
+            raise Forbidden("Only admins filter jobs by another user.")
+        jobs = jobs.filter(user_id=query.user_id)
+    if query.search:
+        term = query.search.strip()
+        jobs = jobs.filter(Q(project_name__icontains=term) | Q(output_name__icontains=term))
+    if query.created_after is not None:
+        jobs = jobs.filter(created_at__gt=query.created_after)
+    if query.created_before is not None:
+        jobs = jobs.filter(created_at__lt=query.created_before)
+    return jobs
+
+
+async def count_jobs(actor: Actor, query: JobQuery) -> int:
+    return await filtered_jobs(actor, query).count()
+
+
+async def page_of_jobs(actor: Actor, query: JobQuery, request: PageRequest) -> Page:
+    size, forward = _page_size(request)
+    jobs = filtered_jobs(actor, query)
+    # Walking backwards reverses the order, then the page is flipped back.
+    descending = query.newest_first == forward
+    cursor = request.after if forward else request.before
+    if cursor is not None:
+        created_at, job_id = decode_cursor(cursor, "after" if forward else "before")
+        jobs = jobs.filter(_beyond(created_at, job_id, descending))
+    direction = "-" if descending else ""
+    rows = await jobs.order_by(f"{direction}created_at", f"{direction}id").limit(size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    if not forward:
+        rows.reverse()
+    return Page(
+        jobs=rows,
+        cursors=[encode_cursor(job) for job in rows],
+        has_next_page=more if forward else request.before is not None,
+        has_previous_page=request.after is not None if forward else more,
+    )
+
+
+def _page_size(request: PageRequest) -> tuple[int, bool]:
+    errors: list[FieldError] = []
+    if request.first is not None and request.last is not None:
+        errors.append(FieldError("last", "cannot be combined with first: page one way at a time"))
+    for name in ("first", "last"):
+        value = getattr(request, name)
+        if value is not None and value < 0:
+            errors.append(FieldError(name, "must not be negative"))
+    if request.after is not None and request.before is not None:
+        errors.append(FieldError("before", "cannot be combined with after"))
+    if errors:
+        raise BadUserInput(errors)
+    if request.last is not None or (request.before is not None and request.first is None):
+        return min(request.last or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE), False
+    size = DEFAULT_PAGE_SIZE if request.first is None else request.first
+    return min(size, MAX_PAGE_SIZE), True
+
+
+def _beyond(created_at: datetime, job_id: str, descending: bool) -> Q:
+    if descending:
+        return Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=job_id)
+    return Q(created_at__gt=created_at) | Q(created_at=created_at, id__gt=job_id)
+
+
+def encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str, field: str) -> tuple[datetime, str]:
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created_at), str(job_id)
+    except (ValueError, TypeError, binascii.Error, UnicodeError):
+        raise BadUserInput.single(field, "is not a cursor this API gave out") from None
+
+
+async def queue(actor: Actor, first: int | None = None) -> list[Job]:
+    """QUEUED jobs in claim order. Admins and workers see the whole queue; users their part."""
+    size = min(DEFAULT_PAGE_SIZE if first is None else first, MAX_PAGE_SIZE)
+    if size < 0:
+        raise BadUserInput.single("first", "must not be negative")
+    jobs = Job.filter(status=JobStatus.QUEUED)
+    if actor.role is Role.USER:
+        jobs = jobs.filter(user_id=actor.id)
+    return await jobs.order_by("-priority", "queued_at", "id").limit(size)
+
+
+async def queue_position(job: Job) -> int | None:
+    """1 for the next job to be claimed; None unless QUEUED. One COUNT on the queue index."""
+    if job.status is not JobStatus.QUEUED:
+        return None
+    ahead = await Job.filter(
+        Q(priority__gt=job.priority)
+        | Q(priority=job.priority, queued_at__lt=job.queued_at)
+        | Q(priority=job.priority, queued_at=job.queued_at, id__lt=job.id),
+        status=JobStatus.QUEUED,
+    ).count()
+    return ahead + 1
+
+
+async def job_stats(actor: Actor) -> dict[JobStatus, int]:
+    rows = (
+        await visible_jobs(actor)
+        .annotate(count=Count("id"))
+        .group_by("status")
+        .values("status", "count")
+    )
+    counts = dict.fromkeys(JobStatus, 0)
+    for row in rows:
+        counts[JobStatus(row["status"])] = row["count"]
+    return counts
+
+
+async def users_by_ids(ids: list[str]) -> list[User | None]:
+    found = {user.id: user for user in await User.filter(id__in=ids)}
+    return [found.get(user_id) for user_id in ids]
+
+
+async def all_users(actor: Actor) -> list[User]:
+    if not policy.can_manage_users(actor):
+        raise Forbidden("Only admins list users.")
+    return await User.all().order_by("created_at", "id")
