@@ -15,7 +15,10 @@ from app.health import healthz
 from app.settings import Settings
 from gql.limits import MAX_BODY_BYTES
 from gql.view import RendertrackGraphQL
+from models import Job
 from service import settings as service_settings
+from service.bus import create_bus
+from service.events import set_publisher
 
 
 def create_app(settings: Settings | None = None, *, manage_database: bool = True) -> Starlette:
@@ -36,6 +39,11 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
             stack.callback(service_settings.configure, previous)
             if manage_database:
                 await stack.enter_async_context(open_database(settings.database_url))
+            bus = create_bus(settings.database_url, load_job)
+            await bus.start()
+            stack.push_async_callback(bus.stop)
+            stack.callback(set_publisher, set_publisher(bus))
+            app.state.bus = bus
             yield
 
     app = Starlette(
@@ -49,6 +57,10 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
     )
     app.state.settings = settings
     return app
+
+
+async def load_job(job_id: str) -> Job | None:
+    return await Job.get_or_none(id=job_id)
 
 
 def create_app_from_env() -> Starlette:

@@ -30,6 +30,7 @@ class JobEvent:
     progress: int
     sequence: int
     updated_at: datetime
+    worker_id: str | None = None  # the worker holding the job: it may see the job too
 
     def to_wire(self) -> dict[str, object]:
         return {
@@ -41,6 +42,7 @@ class JobEvent:
             "progress": self.progress,
             "sequence": self.sequence,
             "updated_at": self.updated_at.isoformat(),
+            "worker_id": self.worker_id,
         }
 
     @classmethod
@@ -55,6 +57,7 @@ class JobEvent:
             progress=int(str(data["progress"])),
             sequence=int(str(data["sequence"])),
             updated_at=datetime.fromisoformat(str(data["updated_at"])),
+            worker_id=str(data["worker_id"]) if data.get("worker_id") else None,
         )
 
 

@@ -15,6 +15,7 @@ from domain.policy import Actor
 from gql.errors import Unauthenticated
 from models import User
 from service import queries, users
+from service.bus import EventBus
 
 BEARER = "bearer "
 
@@ -26,6 +27,7 @@ class Context:
     user: User | None
     public_introspection: bool = False
     connection_params: Any = None
+    bus: EventBus | None = None
     # One DataLoader per request: a page of jobs loads its owners in one query.
     users_by_id: DataLoader[str, User | None] = field(
         default_factory=lambda: DataLoader(load_fn=queries.users_by_ids)

@@ -13,6 +13,7 @@ from gql.errors import ErrorCodes, log_unexpected
 from gql.limits import GuardIntrospection, request_limits
 from gql.mutations import Mutation
 from gql.queries import Query
+from gql.subscriptions import Subscription
 
 
 class RendertrackSchema(strawberry.Schema):
@@ -27,6 +28,7 @@ def build_schema() -> RendertrackSchema:
     return RendertrackSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
     )

@@ -90,7 +90,7 @@ class Job:
 
     @strawberry.field(description="The statuses this job may move to from where it stands.")
     def allowed_transitions(self) -> list[JobStatus]:
-        return allowed_transitions(DomainJobStatus(self.model.status))
+        return allowed_transitions(DomainJobStatus(self.status))
 
     @strawberry.field(description="1 for the next job to be claimed; null unless QUEUED.")
     async def queue_position(self) -> int | None:

@@ -35,6 +35,7 @@ class RendertrackGraphQL(GraphQL):
             response=response,
             user=user,
             public_introspection=self.public_introspection,
+            bus=getattr(request.app.state, "bus", None),
         )
 
     async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]

@@ -65,6 +65,7 @@ def event_of(job: Job, kind: JobEventKind, previous_status: JobStatus | None) ->
         progress=job.progress,
         sequence=job.sequence,
         updated_at=job.updated_at,
+        worker_id=job.worker_id,
     )
 
 
