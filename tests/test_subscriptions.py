@@ -257,3 +257,20 @@ async def test_a_lost_listen_connection_yields_a_fresh_snapshot(
             "mutation($id: ID!) { setJobPriority(id: $id, priority: 9) { id } }", id=job_id,
         )  # fmt: skip
         assert (await socket.next_payload())["data"]["jobUpdated"]["kind"] == "PRIORITY_CHANGED"
+
+
+async def test_allowed_origins_decide_which_browser_pages_may_open_a_websocket(
+    db: str, accounts: dict[str, Account]
+) -> None:
+    from websockets.exceptions import InvalidStatus
+
+    settings = Settings(database_url=db, allowed_origins=("https://studio.example.com",))
+    async with serve(create_app(settings, manage_database=False)) as server:
+        allowed = {"Origin": "https://studio.example.com"}
+        async with open_socket(server, headers=allowed) as socket:
+            assert (await socket.init(accounts["user"].token))["type"] == "connection_ack"
+        with pytest.raises(InvalidStatus):
+            async with open_socket(server, headers={"Origin": "https://evil.example.com"}):
+                pass
+        async with open_socket(server) as socket:  # no Origin: not a browser, allowed
+            assert (await socket.init(accounts["user"].token))["type"] == "connection_ack"
