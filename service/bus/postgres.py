@@ -121,15 +121,17 @@ class PostgresBus(BusCore):
         return None
 
     async def start(self) -> None:
-        """Connects and LISTENs (raises if the database cannot be reached now)."""
+        """Connects and LISTENs. A database that cannot be reached now does not stop the
+        server from starting: the supervisor keeps trying, with backoff, in the background."""
         if self._started:
             return
         await super().start()
         try:
             self._connection = await self._connect()
-        except BaseException:
-            await self.stop()
-            raise
+        except Exception as error:
+            logger.warning(
+                "Cannot LISTEN on %s yet (%r); retrying in the background", self._channel, error
+            )
         self._supervisor = asyncio.create_task(self._supervise(), name="event-bus-listen")
 
     async def stop(self) -> None:
@@ -171,11 +173,12 @@ class PostgresBus(BusCore):
 
     async def _supervise(self) -> None:
         while True:
+            if self._connection is None:
+                self._connection = await self._reconnect()
+                self._enqueue(RESYNC)
             await self._until_lost()
             logger.warning("LISTEN connection on %s lost; reconnecting", self._channel)
             await self._close_connection()
-            self._connection = await self._reconnect()
-            self._enqueue(RESYNC)
 
     async def _until_lost(self) -> None:
         """Returns once the LISTEN connection is closed or stops answering."""

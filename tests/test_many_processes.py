@@ -1,0 +1,356 @@
+"""`rendertrack serve` as real processes on one PostgreSQL database: an event committed through
+any process reaches the subscribers of every process (LISTEN/NOTIFY), in order.
+
+Each test starts its servers on a database of its own, created empty: the first process migrates
+it and prints the bootstrap ADMIN's token on stdout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.databases import (
+    SKIP_POSTGRES_REASON,
+    fresh_postgres_database,
+    postgres_server_url,
+    running_in_ci,
+    selected_backend,
+)
+from tests.graphql_client import GraphQLClient
+from tests.live_server import LiveServer, Socket, open_socket
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.postgres_only,
+    pytest.mark.skipif(
+        selected_backend() != "postgres",
+        reason="several server processes share events through PostgreSQL LISTEN/NOTIFY; "
+        "this run tests SQLite (one process: RENDERTRACK_TEST_DATABASE=sqlite)",
+    ),
+]
+
+REPO = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+WAIT = 10.0
+
+CREATE_USER = """
+mutation($email: String!, $role: Role!) { createUser(email: $email, role: $role) { token } }
+"""
+SUBMIT = "mutation($input: SubmitJobInput!) { submitJob(input: $input) { id status } }"
+VALID_INPUT = {
+    "projectName": "Promo",
+    "outputName": "promo.mp4",
+    "templatePath": "/mnt/jobs/promo.aep",
+    "dataPath": "/mnt/jobs/promo.json",
+    "outputPath": "/mnt/renders/promo.mp4",
+}
+CLAIM = "mutation { claimJob { id } }"
+REPORT = "mutation($id: ID!, $p: Int!) { reportProgress(id: $id, progress: $p) { id } }"
+COMPLETE = "mutation($id: ID!) { completeJob(id: $id) { id } }"
+JOB_UPDATED = """
+subscription($id: ID!) {
+  jobUpdated(id: $id) { kind sequence previousStatus job { id status progress } }
+}
+"""
+JOB_EVENTS = """
+subscription { jobEvents { kind sequence previousStatus job { id status progress } } }
+"""
+# What a render looks like to a subscriber, after the mutations of `render`.
+RENDER_EVENTS = [
+    ("STATUS_CHANGED", "RENDERING", 0, "QUEUED"),
+    ("PROGRESS", "RENDERING", 25, None),
+    ("PROGRESS", "RENDERING", 75, None),
+    ("STATUS_CHANGED", "COMPLETED", 100, "RENDERING"),
+]
+
+
+def rendertrack_command() -> list[str]:
+    script = Path(sys.executable).parent / "rendertrack"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """One `rendertrack serve` (with its workers, if any), stderr in a log file."""
+
+    process: asyncio.subprocess.Process
+    port: int
+    log: Path
+    stdout_rest: bytes = field(default=b"")
+
+    @property
+    def live(self) -> LiveServer:
+        return LiveServer(app=None, port=self.port)  # type: ignore[arg-type]
+
+    @property
+    def http_url(self) -> str:
+        return self.live.http_url
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    async def read_token(self) -> str:
+        """The bootstrap ADMIN's token, the first line the first process prints on stdout."""
+        assert self.process.stdout is not None
+        try:
+            line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT)
+        except TimeoutError:
+            pytest.fail(f"no token on stdout within {START_TIMEOUT}s:\n{self.log_tail()}")
+        token = line.decode().strip()
+        assert token.startswith("rt_"), (line, self.log_tail())
+        return token
+
+    async def until_healthy(self) -> None:
+        async with httpx.AsyncClient(base_url=self.http_url, timeout=2) as client:
+            async with asyncio.timeout(START_TIMEOUT):
+                while True:
+                    if self.process.returncode is not None:
+                        pytest.fail(
+                            f"rendertrack serve exited ({self.process.returncode}):\n"
+                            f"{self.log_tail()}"
+                        )
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get("/healthz")).status_code == 200:
+                            return
+                    await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        """SIGINT (uvicorn's graceful stop), then SIGKILL to its process group after a while;
+        keeps what was left unread on stdout."""
+        process = self.process
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # its own group: it and its workers
+                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        if process.stdout is not None:
+            self.stdout_rest += await asyncio.wait_for(process.stdout.read(), WAIT)
+
+
+@contextlib.asynccontextmanager
+async def rendertrack_serve(
+    database_url: str, logs: Path, *arguments: str
+) -> AsyncIterator[ServerProcess]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "RENDERTRACK_DATABASE_URL": database_url,
+        "RENDERTRACK_HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("RENDERTRACK_PORT", None)
+    log = logs / f"serve-{port}.log"
+    with log.open("wb") as stderr:
+        process = await asyncio.create_subprocess_exec(
+            *rendertrack_command(),
+            "serve",
+            "--port",
+            str(port),
+            *arguments,
+            cwd=REPO,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    server = ServerProcess(process, port, log)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture
+async def empty_database() -> AsyncIterator[str]:
+    server_url = postgres_server_url()
+    if server_url is None:
+        if running_in_ci():
+            pytest.fail(f"CI=true needs PostgreSQL: {SKIP_POSTGRES_REASON}")
+        pytest.skip(SKIP_POSTGRES_REASON)
+    async with fresh_postgres_database(server_url) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def graphql(server: ServerProcess) -> AsyncIterator[GraphQLClient]:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=WAIT) as client:
+        yield GraphQLClient(client)
+
+
+async def mutate(http: GraphQLClient, token: str, query: str, **variables: Any) -> dict:
+    response = await http(query, variables, token)
+    assert not response.errors, response.errors
+    return response.data
+
+
+async def create_user(http: GraphQLClient, admin: str, email: str, role: str) -> str:
+    data = await mutate(http, admin, CREATE_USER, email=email, role=role)
+    return data["createUser"]["token"]
+
+
+async def submit(http: GraphQLClient, token: str, **overrides: Any) -> str:
+    data = await mutate(http, token, SUBMIT, input={**VALID_INPUT, **overrides})
+    return data["submitJob"]["id"]
+
+
+def render_steps(job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (CLAIM, {}),
+        (REPORT, {"id": job_id, "p": 25}),
+        (REPORT, {"id": job_id, "p": 75}),
+        (COMPLETE, {"id": job_id}),
+    ]
+
+
+def event_of(payload: dict[str, Any], field: str = "jobUpdated") -> tuple:
+    assert not payload.get("errors"), payload
+    event = payload["data"][field]
+    return (
+        event["kind"],
+        event["job"]["status"],
+        event["job"]["progress"],
+        event["previousStatus"],
+    )
+
+
+async def subscribe_job(
+    server: ServerProcess, stack: contextlib.AsyncExitStack, token: str, job_id: str
+) -> Socket:
+    socket = await stack.enter_async_context(open_socket(server.live))
+    assert (await socket.init(token))["type"] == "connection_ack"
+    await socket.subscribe(JOB_UPDATED, {"id": job_id})
+    assert event_of(await socket.next_payload()) == ("SNAPSHOT", "QUEUED", 0, None)
+    return socket
+
+
+async def next_event_of_job(socket: Socket, job_id: str, field: str) -> dict[str, Any]:
+    """The next event about `job_id` (events of other jobs are skipped)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            payload = await socket.next_payload()
+            assert not payload.get("errors"), payload
+            if payload["data"][field]["job"]["id"] == job_id:
+                return payload
+
+
+@dataclass
+class Pair:
+    a: ServerProcess
+    b: ServerProcess
+    admin: str
+    user: str
+    worker: str
+
+
+@pytest_asyncio.fixture
+async def pair(empty_database: str, tmp_path: Path) -> AsyncIterator[Pair]:
+    """Two `rendertrack serve` processes on one database; A started it (and its ADMIN)."""
+    async with rendertrack_serve(empty_database, tmp_path) as a:
+        admin = await a.read_token()
+        await a.until_healthy()
+        async with rendertrack_serve(empty_database, tmp_path) as b:
+            await b.until_healthy()
+            async with graphql(a) as http:
+                user = await create_user(http, admin, "user@example.com", "USER")
+                worker = await create_user(http, admin, "worker@example.com", "WORKER")
+            yield Pair(a, b, admin, user, worker)
+            await b.stop()
+            # B found A's ADMIN: it created no user and printed no token.
+            assert b.stdout_rest == b"", b.stdout_rest
+        await a.stop()
+        assert a.stdout_rest == b"", a.stdout_rest  # the token line only
+
+
+async def test_a_subscriber_on_one_process_sees_every_change_made_through_another(
+    pair: Pair,
+) -> None:
+    async with graphql(pair.b) as http_b, contextlib.AsyncExitStack() as stack:
+        job_id = await submit(http_b, pair.user)
+        on_a = await subscribe_job(pair.a, stack, pair.user, job_id)
+        seen, sequences = [], []
+        for query, variables in render_steps(job_id):
+            await mutate(http_b, pair.worker, query, **variables)
+            payload = await on_a.next_payload()  # each before the next: progress never coalesces
+            seen.append(event_of(payload))
+            sequences.append(payload["data"]["jobUpdated"]["sequence"])
+        await on_a.expect_complete()
+    assert seen == RENDER_EVENTS
+    assert sequences == sorted(set(sequences)), sequences
+
+
+async def test_job_events_on_one_process_see_changes_made_through_another(pair: Pair) -> None:
+    async with graphql(pair.a) as http_a, open_socket(pair.b.live) as on_b:
+        assert (await on_b.init(pair.admin))["type"] == "connection_ack"
+        await on_b.subscribe(JOB_EVENTS, {})
+        # No message says a subscription is on the bus: submit probes until one is seen (at the
+        # lowest priority, so that the worker claims the job under test, not a probe).
+        async with asyncio.timeout(WAIT):
+            while True:
+                await submit(http_a, pair.user, projectName="Probe", priority=1)
+                with contextlib.suppress(TimeoutError):
+                    await on_b.receive(timeout=0.5)
+                    break
+
+        job_id = await submit(http_a, pair.user)
+        seen = [
+            event_of(await next_event_of_job(on_b, job_id, "jobEvents"), "jobEvents")
+            for _ in range(3)
+        ]
+        for query, variables in render_steps(job_id):
+            await mutate(http_a, pair.worker, query, **variables)
+            seen.append(event_of(await next_event_of_job(on_b, job_id, "jobEvents"), "jobEvents"))
+    assert seen == [
+        ("CREATED", "PENDING", 0, None),
+        ("STATUS_CHANGED", "VALIDATING", 0, "PENDING"),
+        ("STATUS_CHANGED", "QUEUED", 0, "VALIDATING"),
+        *RENDER_EVENTS,
+    ]
+
+
+async def test_every_worker_process_of_one_server_delivers_every_event(
+    empty_database: str, tmp_path: Path
+) -> None:
+    async with rendertrack_serve(empty_database, tmp_path, "--workers", "2") as server:
+        admin = await server.read_token()
+        await server.until_healthy()
+        async with graphql(server) as http, contextlib.AsyncExitStack() as stack:
+            user = await create_user(http, admin, "user@example.com", "USER")
+            worker = await create_user(http, admin, "worker@example.com", "WORKER")
+            job_id = await submit(http, user)
+            # Separate connections: the kernel hands them to either worker process.
+            sockets = [await subscribe_job(server, stack, user, job_id) for _ in range(2)]
+            seen: list[list[tuple]] = [[], []]
+            for query, variables in render_steps(job_id):
+                await mutate(http, worker, query, **variables)
+                for socket, events in zip(sockets, seen, strict=True):
+                    events.append(event_of(await socket.next_payload()))
+            for socket in sockets:
+                await socket.expect_complete()
+        await server.stop()
+        assert server.process.returncode == 0, server.log_tail()
+    assert seen == [RENDER_EVENTS, RENDER_EVENTS]
