@@ -25,6 +25,7 @@ from tests.databases import (
     selected_backend,
 )
 from tests.graphql_client import GraphQLClient
+from tests.live_server import LiveServer, serve
 
 
 def pytest_report_header() -> str:
@@ -117,3 +118,17 @@ async def api(db: str) -> AsyncIterator[GraphQLClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://rendertrack.test") as http:
         yield GraphQLClient(http)
+
+
+@pytest_asyncio.fixture
+async def live(db: str) -> AsyncIterator[LiveServer]:
+    """A real uvicorn server in this process, on the test database, with its event bus."""
+    async with serve(create_app(Settings(database_url=db), manage_database=False)) as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def http(live: LiveServer) -> AsyncIterator[GraphQLClient]:
+    """GraphQL over real HTTP to the live server."""
+    async with httpx.AsyncClient(base_url=live.http_url, timeout=10) as client:
+        yield GraphQLClient(client)

@@ -14,14 +14,11 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import pytest_asyncio
 
-from app.factory import create_app
-from app.settings import Settings
 from domain.validation import JobSubmission
 from service import jobs
 from tests.conftest import Account
-from tests.live_server import LiveServer, Socket, open_socket, serve
+from tests.live_server import LiveServer, Socket, open_socket
 
 JOB_UPDATED = """
 subscription($id: ID!) { jobUpdated(id: $id) { kind sequence job { id status progress } } }
@@ -31,12 +28,6 @@ BATCH = 50
 WAIT = 20.0
 # After every subscriber has the event: time for any statement still to come to show up.
 SETTLE = 0.3
-
-
-@pytest_asyncio.fixture
-async def live(db: str) -> AsyncIterator[LiveServer]:
-    async with serve(create_app(Settings(database_url=db), manage_database=False)) as server:
-        yield server
 
 
 class StatementLog(logging.Handler):

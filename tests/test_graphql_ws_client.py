@@ -17,16 +17,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
 
-from app.factory import create_app
-from app.settings import Settings
 from tests.conftest import Account
 from tests.databases import running_in_ci
 from tests.graphql_client import GraphQLClient
-from tests.live_server import LiveServer, serve
+from tests.live_server import LiveServer
+from tests.operations import CLAIM, COMPLETE, REPORT, SUBMIT, VALID_INPUT, mutate
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +34,6 @@ CACHE = REPO / ".cache" / "npm-client"
 STAMP = CACHE / ".installed-package.json"
 NPM_INSTALL_TIMEOUT = 300
 WAIT = 15.0
-
-SUBMIT = "mutation($input: SubmitJobInput!) { submitJob(input: $input) { id status } }"
-VALID_INPUT = {
-    "projectName": "Promo",
-    "outputName": "promo.mp4",
-    "templatePath": "/mnt/jobs/promo.aep",
-    "dataPath": "/mnt/jobs/promo.json",
-    "outputPath": "/mnt/renders/promo.mp4",
-}
-CLAIM = "mutation { claimJob { id } }"
-REPORT = "mutation($id: ID!, $p: Int!) { reportProgress(id: $id, progress: $p) { id } }"
-COMPLETE = "mutation($id: ID!) { completeJob(id: $id) { id } }"
 
 
 def _unavailable(reason: str) -> None:
@@ -87,24 +72,6 @@ def node_client() -> Path:
                 pytest.fail(f"npm install failed ({result.returncode}):\n{result.stderr[-3000:]}")
             STAMP.write_text(wanted)
     return CACHE
-
-
-@pytest_asyncio.fixture
-async def live(db: str) -> AsyncIterator[LiveServer]:
-    async with serve(create_app(Settings(database_url=db), manage_database=False)) as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def http(live: LiveServer) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=live.http_url, timeout=10) as client:
-        yield GraphQLClient(client)
-
-
-async def mutate(http: GraphQLClient, token: str, query: str, **variables: Any) -> dict:
-    response = await http(query, variables, token)
-    assert not response.errors, response.errors
-    return response.data
 
 
 class NodeSubscriber:

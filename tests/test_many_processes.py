@@ -31,6 +31,16 @@ from tests.databases import (
 )
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, Socket, open_socket
+from tests.operations import (
+    CLAIM,
+    COMPLETE,
+    CREATE_USER,
+    JOB_UPDATED,
+    REPORT,
+    event_of,
+    mutate,
+    submit,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -47,25 +57,6 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
 WAIT = 10.0
 
-CREATE_USER = """
-mutation($email: String!, $role: Role!) { createUser(email: $email, role: $role) { token } }
-"""
-SUBMIT = "mutation($input: SubmitJobInput!) { submitJob(input: $input) { id status } }"
-VALID_INPUT = {
-    "projectName": "Promo",
-    "outputName": "promo.mp4",
-    "templatePath": "/mnt/jobs/promo.aep",
-    "dataPath": "/mnt/jobs/promo.json",
-    "outputPath": "/mnt/renders/promo.mp4",
-}
-CLAIM = "mutation { claimJob { id } }"
-REPORT = "mutation($id: ID!, $p: Int!) { reportProgress(id: $id, progress: $p) { id } }"
-COMPLETE = "mutation($id: ID!) { completeJob(id: $id) { id } }"
-JOB_UPDATED = """
-subscription($id: ID!) {
-  jobUpdated(id: $id) { kind sequence previousStatus job { id status progress } }
-}
-"""
 JOB_EVENTS = """
 subscription { jobEvents { kind sequence previousStatus job { id status progress } } }
 """
@@ -202,20 +193,9 @@ async def graphql(server: ServerProcess) -> AsyncIterator[GraphQLClient]:
         yield GraphQLClient(client)
 
 
-async def mutate(http: GraphQLClient, token: str, query: str, **variables: Any) -> dict:
-    response = await http(query, variables, token)
-    assert not response.errors, response.errors
-    return response.data
-
-
 async def create_user(http: GraphQLClient, admin: str, email: str, role: str) -> str:
     data = await mutate(http, admin, CREATE_USER, email=email, role=role)
     return data["createUser"]["token"]
-
-
-async def submit(http: GraphQLClient, token: str, **overrides: Any) -> str:
-    data = await mutate(http, token, SUBMIT, input={**VALID_INPUT, **overrides})
-    return data["submitJob"]["id"]
 
 
 def render_steps(job_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -225,17 +205,6 @@ def render_steps(job_id: str) -> list[tuple[str, dict[str, Any]]]:
         (REPORT, {"id": job_id, "p": 75}),
         (COMPLETE, {"id": job_id}),
     ]
-
-
-def event_of(payload: dict[str, Any], field: str = "jobUpdated") -> tuple:
-    assert not payload.get("errors"), payload
-    event = payload["data"][field]
-    return (
-        event["kind"],
-        event["job"]["status"],
-        event["job"]["progress"],
-        event["previousStatus"],
-    )
 
 
 async def subscribe_job(

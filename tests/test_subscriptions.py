@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
-import pytest_asyncio
 from websockets.exceptions import ConnectionClosed
 
 from app.factory import create_app
@@ -16,12 +13,8 @@ from app.settings import Settings
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LEGACY_WS, TRANSPORT_WS, LiveServer, open_socket, serve
+from tests.operations import JOB_UPDATED, event_of, mutate, submit
 
-JOB_UPDATED = """
-subscription($id: ID!) {
-  jobUpdated(id: $id) { kind sequence previousStatus at job { id status progress logs } }
-}
-"""
 JOB_EVENTS = """
 subscription($filter: JobEventFilter) {
   jobEvents(filter: $filter) {
@@ -29,51 +22,6 @@ subscription($filter: JobEventFilter) {
   }
 }
 """
-SUBMIT = """
-mutation($input: SubmitJobInput!) { submitJob(input: $input) { id status sequence: queuePosition } }
-"""
-VALID_INPUT = {
-    "projectName": "Promo",
-    "outputName": "promo.mp4",
-    "templatePath": "/mnt/jobs/promo.aep",
-    "dataPath": "/mnt/jobs/promo.json",
-    "outputPath": "/mnt/renders/promo.mp4",
-}
-
-
-@pytest_asyncio.fixture
-async def live(db: str) -> AsyncIterator[LiveServer]:
-    async with serve(create_app(Settings(database_url=db), manage_database=False)) as server:
-        yield server
-
-
-@pytest_asyncio.fixture
-async def http(live: LiveServer) -> AsyncIterator[GraphQLClient]:
-    async with httpx.AsyncClient(base_url=live.http_url, timeout=10) as client:
-        yield GraphQLClient(client)
-
-
-async def submit(http: GraphQLClient, token: str, **overrides: Any) -> str:
-    response = await http(SUBMIT, {"input": {**VALID_INPUT, **overrides}}, token)
-    assert not response.errors, response.errors
-    return response.data["submitJob"]["id"]
-
-
-async def mutate(http: GraphQLClient, token: str, query: str, **variables: Any) -> dict:
-    response = await http(query, variables, token)
-    assert not response.errors, response.errors
-    return response.data
-
-
-def event_of(payload: dict[str, Any], field: str = "jobUpdated") -> tuple:
-    assert not payload.get("errors"), payload
-    event = payload["data"][field]
-    return (
-        event["kind"],
-        event["job"]["status"],
-        event["job"]["progress"],
-        event["previousStatus"],
-    )
 
 
 @pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
