@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from app.database import open_database, redact
+from app.database import open_database, prepare_database_location, redact
 from app.migrations import apply_migrations, pending_model_changes
 from app.settings import ENVIRONMENT_HELP, Settings
 from domain.errors import DomainError
@@ -106,12 +107,23 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         proxy_headers=False,
         log_level="info",
+        log_config=_stderr_logging(),
     )
     return 0
 
 
+def _stderr_logging() -> dict:
+    """uvicorn's logging with its access log on stderr too (its default is stdout): stdout
+    carries only what a script captures, the bootstrap token."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    return config
+
+
 async def _prepare_database(settings: Settings) -> None:
-    applied = await apply_migrations(settings.database_url)
+    applied = await _apply_migrations(settings.database_url)
     for name in applied:
         _say(f"applied migration {name}")
     async with open_database(settings.database_url):
@@ -131,7 +143,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
             return _fail("models/ have changes that no migration records: add a migration")
         _say("migrations are up to date with models/")
         return 0
-    applied = asyncio.run(apply_migrations(settings.database_url))
+    applied = asyncio.run(_apply_migrations(settings.database_url))
     for name in applied:
         _say(f"applied migration {name}")
     _say("the database is up to date" if not applied else f"applied {len(applied)} migration(s)")
@@ -158,11 +170,16 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
 
 def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     async def run() -> T:
-        await apply_migrations(settings.database_url)
+        await _apply_migrations(settings.database_url)
         async with open_database(settings.database_url):
             return await work()
 
     return asyncio.run(run())
+
+
+async def _apply_migrations(url: str) -> list[str]:
+    prepare_database_location(url)  # a SQLite path that cannot be used: one clear error
+    return await apply_migrations(url)
 
 
 def _positive_int(raw: str) -> int:

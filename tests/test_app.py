@@ -1,0 +1,133 @@
+"""The Starlette app in-process: /healthz and the GraphiQL page, through httpx's ASGI transport."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from app.factory import create_app
+from app.migrations import apply_migrations
+from app.settings import Settings
+from tests.databases import fresh_postgres_database, postgres_server_url
+
+UNREACHABLE_POSTGRES = "postgres://postgres@127.0.0.1:1/nowhere"
+LIFESPAN_TIMEOUT = 20.0
+NOT_ON_SQLITE = (
+    "a SQLite file, once open, answers as long as the process lives: an unreachable database "
+    "is a server's failure, tested on the PostgreSQL run"
+)
+
+
+@asynccontextmanager
+async def client_of(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rendertrack.test") as client:
+        yield client
+
+
+@asynccontextmanager
+async def running(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan entered (it opens the database itself), and a client."""
+    # asyncio.timeout, not wait_for: the lifespan must enter and exit in this task's context.
+    lifespan = app.router.lifespan_context(app)
+    async with asyncio.timeout(LIFESPAN_TIMEOUT):
+        await lifespan.__aenter__()
+    try:
+        async with client_of(app) as client:
+            yield client
+    finally:
+        async with asyncio.timeout(LIFESPAN_TIMEOUT):
+            await lifespan.__aexit__(None, None, None)
+
+
+def assert_unavailable(response: httpx.Response) -> None:
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["status"] == "unavailable"
+    assert "Traceback" not in response.text
+
+
+async def test_healthz_answers_ok_when_the_database_answers(db: str) -> None:
+    app = create_app(Settings(database_url=db), manage_database=False)
+    async with client_of(app) as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_healthz_answers_ok_with_the_app_opening_the_database_itself(
+    database_url: str,
+) -> None:
+    app = create_app(Settings(database_url=database_url))
+    async with running(app) as client:
+        response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_healthz_is_503_when_the_database_server_cannot_be_reached(backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip(NOT_ON_SQLITE)
+    app = create_app(Settings(database_url=UNREACHABLE_POSTGRES))
+    async with running(app) as client:
+        for _ in range(2):  # a failed check leaves nothing behind that blocks the next one
+            response = await asyncio.wait_for(client.get("/healthz"), timeout=10)
+            assert_unavailable(response)
+
+
+async def test_healthz_follows_the_database_going_away_and_coming_back(backend: str) -> None:
+    if backend != "postgres":
+        pytest.skip(NOT_ON_SQLITE)
+    server_url = postgres_server_url()
+    assert server_url is not None
+    async with fresh_postgres_database(server_url) as url:
+        await apply_migrations(url)
+        name = url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
+        try:
+            app = create_app(Settings(database_url=url))
+            async with running(app) as client:
+                assert (await client.get("/healthz")).status_code == 200
+
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    name,
+                )
+                for _ in range(2):
+                    response = await asyncio.wait_for(client.get("/healthz"), timeout=10)
+                    assert_unavailable(response)
+
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+                response = await asyncio.wait_for(client.get("/healthz"), timeout=10)
+                assert response.status_code == 200
+                assert response.json() == {"status": "ok"}
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+
+
+async def test_the_app_refuses_to_start_on_a_sqlite_path_it_cannot_use(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a regular file\n")
+    app = create_app(Settings(database_url=f"sqlite:///{blocker / 'rendertrack.sqlite3'}"))
+    with pytest.raises(ValueError, match="not-a-folder"):
+        async with running(app):
+            pass
+
+
+async def test_graphql_answers_a_browser_with_the_graphiql_page(db: str) -> None:
+    app = create_app(Settings(database_url=db), manage_database=False)
+    async with client_of(app) as client:
+        response = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "graphiql" in response.text.lower()
