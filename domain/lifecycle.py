@@ -123,9 +123,15 @@ def plan_transition(
     return changes
 
 
+# 100 means COMPLETED. Nexrender reports 100 when aerender finishes and then still runs its
+# postrender actions (encoding, upload), which may fail: until the job completes it stays at 99.
+MAX_RENDERING_PROGRESS = 99
+
+
 def plan_progress(job: JobState, progress: int) -> int | None:
     """The progress to store, or None when the report changes nothing: progress never goes
-    backwards (reports may arrive out of order). Only a RENDERING job makes progress."""
+    backwards (reports may arrive out of order), and a report of 100 is held at 99 until the job
+    completes. Only a RENDERING job makes progress."""
     if job.status is not JobStatus.RENDERING:
         raise InvalidTransition(
             job.id,
@@ -135,7 +141,8 @@ def plan_progress(job: JobState, progress: int) -> int | None:
             message=f"Job {job.id} is {job.status.value}: progress is reported only while "
             "RENDERING.",
         )
-    return progress if progress > job.progress else None
+    stored = min(progress, MAX_RENDERING_PROGRESS)
+    return stored if stored > job.progress else None
 
 
 def elapsed_seconds(started_at: datetime | None, finished_at: datetime) -> int | None:

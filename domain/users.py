@@ -21,7 +21,9 @@ def normalize_email(raw: object) -> str:
     try:
         checked = validate_email(raw.strip(), check_deliverability=False)
     except EmailNotValidError as error:
-        raise BadUserInput.single("email", f"is not a valid address: {error}") from None
+        raise BadUserInput.single(
+            "email", f"is not a valid address: {str(error).rstrip('.')}"
+        ) from None
     return checked.normalized.lower()
 
 

@@ -153,6 +153,16 @@ async def test_progress_moves_forward_only_and_logs_append(
     assert [(e.kind, e.progress) for e in recorder.events] == [(K.PROGRESS, 50), (K.LOG, 50)]
 
 
+async def test_a_report_of_100_is_held_at_99_until_the_job_completes(
+    owner: Actor, worker: Actor
+) -> None:
+    job = await rendering_job(owner, worker)
+    await jobs.report_progress(job.id, 100, "aerender done, encoding", actor=worker)
+    assert (await Job.get(id=job.id)).progress == 99
+    await jobs.fail(job.id, "upload failed", actor=worker)
+    assert (await Job.get(id=job.id)).progress == 99  # a FAILED job never shows 100
+
+
 @pytest.mark.parametrize("progress", [-1, 101, 50.5, True, "50", None])
 async def test_progress_out_of_range_is_bad_user_input(
     owner: Actor, worker: Actor, progress: object
