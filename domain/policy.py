@@ -24,6 +24,11 @@ def can_see_job(actor: Actor, owner_id: str, worker_id: str | None) -> bool:
     )
 
 
+def can_list_jobs_of(actor: Actor, owner_id: str) -> bool:
+    """Filtering lists and event streams by owner: your own, or anyone's for an admin."""
+    return actor.is_admin or actor.id == owner_id
+
+
 def can_manage_job(actor: Actor, owner_id: str) -> bool:
     """Cancel, retry, change priority."""
     return actor.is_admin or actor.id == owner_id

@@ -102,7 +102,7 @@ class Subscription:
         wanted = filter or JobEventFilter()
         statuses = None if wanted.status is None else frozenset(wanted.status)
         owner = None if wanted.user_id is None else str(wanted.user_id)
-        if owner is not None and not actor.is_admin and owner != actor.id:
+        if owner is not None and not policy.can_list_jobs_of(actor, owner):
             raise _graphql_error(Forbidden("Only admins follow another user's jobs."))
 
         def match(event: DomainJobEvent) -> bool:

@@ -52,7 +52,8 @@ class Page:
 
 
 def visible_jobs(actor: Actor) -> QuerySet[Job]:
-    """ADMIN: every job; USER: their own; WORKER: the jobs it holds or held."""
+    """ADMIN: every job; USER: their own; WORKER: the jobs it holds. The query form of
+    domain.policy.can_see_job (workers submit nothing, so they own no jobs)."""
     if actor.is_admin:
         return Job.all()
     if actor.role is Role.WORKER:
@@ -73,8 +74,8 @@ def filtered_jobs(actor: Actor, query: JobQuery) -> QuerySet[Job]:
     if query.statuses is not None:
         jobs = jobs.filter(status__in=list(query.statuses))
     if query.user_id is not None:
-        if not actor.is_admin and query.user_id != actor.id:
-            raise Forbidden("Only admins filter jobs by another user.")
+        if not policy.can_list_jobs_of(actor, query.user_id):
+            raise Forbidden("Only admins list another user's jobs.")
         jobs = jobs.filter(user_id=query.user_id)
     if query.search:
         term = query.search.strip()
