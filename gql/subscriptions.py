@@ -30,6 +30,9 @@ from service.bus import Delivery, EventBus, Resync, SubscriberOverflow
 
 logger = logging.getLogger(__name__)
 
+# Events a subscriber may fall behind by before it is told so and closed (progress coalesces).
+SUBSCRIBER_BUFFER = 256
+
 JobEventKind = strawberry.enum(DomainJobEventKind, description="What happened to the job.")
 
 
@@ -66,7 +69,9 @@ class Subscription:
     ) -> AsyncGenerator[JobEvent, None]:
         actor = _actor(info)
         job_id = str(id)
-        subscription = _bus(info).subscribe(lambda event: event.job_id == job_id)
+        subscription = _bus(info).subscribe(
+            lambda event: event.job_id == job_id, buffer_size=SUBSCRIBER_BUFFER
+        )
         try:
             snapshot = await _snapshot(actor, job_id)
             yield snapshot
@@ -112,7 +117,7 @@ class Subscription:
                 and (owner is None or event.user_id == owner)
             )
 
-        subscription = _bus(info).subscribe(match)
+        subscription = _bus(info).subscribe(match, buffer_size=SUBSCRIBER_BUFFER)
         try:
             async for item in _items(subscription):
                 if isinstance(item, Delivery) and item.job is not None:
