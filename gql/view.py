@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from starlette.requests import Request
@@ -25,6 +26,15 @@ class RendertrackGraphQL(GraphQL):
             default_schema, graphql_ide="graphiql", allowed_origins=list(allowed_origins)
         )
         self.public_introspection = public_introspection
+
+    def decode_json(self, data: str | bytes) -> object:
+        """A body that is not UTF-8 is a malformed request (400), not a server error."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise json.JSONDecodeError(f"the body is not UTF-8: {error}", "", 0) from None
+        return json.loads(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -10,6 +10,7 @@ from tortoise import BaseDBAsyncClient
 from domain.errors import NotFound
 from domain.events import JobEvent, JobEventKind, kind_of_change
 from domain.lifecycle import JobState
+from domain.lookups import is_well_formed_id
 from domain.status import JobStatus
 from models import Job
 
@@ -19,6 +20,8 @@ class LostRace(Exception):
 
 
 async def load(connection: BaseDBAsyncClient, job_id: str) -> Job:
+    if not is_well_formed_id(job_id):
+        raise NotFound("Job", repr(job_id))
     job = await Job.filter(id=job_id).using_db(connection).first()
     if job is None:
         raise NotFound("Job", job_id)

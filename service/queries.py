@@ -17,6 +17,7 @@ from tortoise.queryset import QuerySet
 
 from domain import policy
 from domain.errors import BadUserInput, FieldError, Forbidden
+from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
 from domain.status import JobStatus, Role
 from models import Job, User
@@ -63,6 +64,8 @@ def visible_jobs(actor: Actor) -> QuerySet[Job]:
 
 async def job_for(actor: Actor, job_id: str) -> Job | None:
     """The job, or None when it does not exist or the actor may not see it."""
+    if not is_well_formed_id(job_id):
+        return None
     job = await Job.get_or_none(id=job_id)
     if job is None or not policy.can_see_job(actor, job.user_id, job.worker_id):
         return None
@@ -74,11 +77,12 @@ def filtered_jobs(actor: Actor, query: JobQuery) -> QuerySet[Job]:
     if query.statuses is not None:
         jobs = jobs.filter(status__in=list(query.statuses))
     if query.user_id is not None:
+        check_id(query.user_id, "user_id")
         if not policy.can_list_jobs_of(actor, query.user_id):
             raise Forbidden("Only admins list another user's jobs.")
         jobs = jobs.filter(user_id=query.user_id)
-    if query.search:
-        term = query.search.strip()
+    term = None if query.search is None else check_search(query.search)
+    if term:
         jobs = jobs.filter(Q(project_name__icontains=term) | Q(output_name__icontains=term))
     if query.created_after is not None:
         jobs = jobs.filter(created_at__gt=query.created_after)
@@ -146,9 +150,12 @@ def encode_cursor(job: Job) -> str:
 def decode_cursor(cursor: str, field: str) -> tuple[datetime, str]:
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created_at), str(job_id)
+        moment = datetime.fromisoformat(created_at)
     except (ValueError, TypeError, binascii.Error, UnicodeError):
-        raise BadUserInput.single(field, "is not a cursor this API gave out") from None
+        moment, job_id = None, None
+    if moment is None or moment.tzinfo is None or not is_well_formed_id(job_id):
+        raise BadUserInput.single(field, "is not a cursor this API gave out")
+    return moment, job_id
 
 
 async def queue(actor: Actor, first: int | None = None) -> list[Job]:
@@ -189,6 +196,7 @@ async def job_stats(actor: Actor) -> dict[JobStatus, int]:
 
 
 async def users_by_ids(ids: list[str]) -> list[User | None]:
+    """For the per-request DataLoader: the ids come from stored rows, not from clients."""
     found = {user.id: user for user in await User.filter(id__in=ids)}
     return [found.get(user_id) for user_id in ids]
 

@@ -9,6 +9,7 @@ from tortoise.transactions import in_transaction
 
 from domain import policy
 from domain.errors import BadUserInput, Forbidden, NotFound
+from domain.lookups import is_well_formed_id
 from domain.policy import Actor
 from domain.status import Role
 from domain.users import hash_token, new_token, normalize_email, parse_role
@@ -85,6 +86,8 @@ async def deactivate_user(user_id: str, *, actor: Actor | None = None) -> User:
 
 
 async def _get(user_id: str) -> User:
+    if not is_well_formed_id(user_id):
+        raise NotFound("User", repr(user_id))
     user = await User.get_or_none(id=user_id)
     if user is None:
         raise NotFound("User", user_id)

@@ -529,3 +529,38 @@ def test_schema_graphql_is_what_the_code_exports() -> None:
 
     checked_in = Path(__file__).resolve().parents[1] / "schema.graphql"
     assert checked_in.read_text() == schema.as_str() + "\n", "run `make schema` and commit it"
+
+
+HOSTILE = [
+    ('{ job(id: "a\\u0000b") { id } }', None),
+    ('{ job(id: "%s") { id } }' % ("x" * 5000), None),
+    ('mutation { cancelJob(id: "\\u0000", reason: "x") { id } }', "NOT_FOUND"),
+    ('mutation { completeJob(id: "%s") { id } }' % ("y" * 300), "NOT_FOUND"),
+    ('mutation { deactivateUser(userId: "\\u0000") { id } }', "NOT_FOUND"),
+    ('{ jobs(filter: {search: "a\\u0000b"}) { totalCount } }', "BAD_USER_INPUT"),
+    ('{ jobs(filter: {search: "%s"}) { totalCount } }' % ("s" * 300), "BAD_USER_INPUT"),
+    ('{ jobs(filter: {userId: "\\u0000"}) { totalCount } }', "BAD_USER_INPUT"),
+    ('{ jobs(after: "WyIyMDI2LTAxLTAxIiwiYQBiIl0=") { totalCount } }', "BAD_USER_INPUT"),
+    ("{ jobs(first: 99999999999) { totalCount } }", "GRAPHQL_VALIDATION_FAILED"),
+    ('{ jobs(filter: {createdAfter: "yesterday"}) { totalCount } }', "GRAPHQL_VALIDATION_FAILED"),
+    ('mutation { createUser(email: "a\\u0000@x.com", role: USER) { token } }', "BAD_USER_INPUT"),
+]
+
+
+@pytest.mark.parametrize(("query", "code"), HOSTILE, ids=[str(i) for i in range(len(HOSTILE))])
+async def test_hostile_input_gets_a_coded_answer_never_a_server_error(
+    api: GraphQLClient, accounts: dict[str, Account], query: str, code: str | None
+) -> None:
+    response = await api(query, token=accounts["admin"].token)
+    assert response.status == 200
+    assert response.codes == ([code] if code else [])
+    assert "INTERNAL_SERVER_ERROR" not in str(response.body)
+
+
+async def test_a_body_that_is_not_utf8_is_a_400(api: GraphQLClient) -> None:
+    response = await api.http.post(
+        "/graphql",
+        content=b'{"query": "\xff\xfe"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 400

@@ -1,0 +1,37 @@
+"""What a client may look things up by: ids and search terms.
+
+An id that cannot exist is answered as not found without asking the database: PostgreSQL would
+refuse a NUL byte, and a column's length rule would refuse an overlong value, as errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from domain.errors import BadUserInput
+
+# cuid2 ids, as models/base.py makes them: lower-case letters and digits.
+_ID = re.compile(r"[a-z0-9]{1,32}")
+MAX_SEARCH_LENGTH = 255
+
+
+def is_well_formed_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def check_id(value: object, field: str) -> str:
+    """For ids used as filters, where an impossible id is a malformed request."""
+    if not is_well_formed_id(value):
+        raise BadUserInput.single(field, "is not an id (lower-case letters and digits)")
+    return str(value)
+
+
+def check_search(value: object, field: str = "search") -> str:
+    if not isinstance(value, str):
+        raise BadUserInput.single(field, "must be a string")
+    term = value.strip()
+    if len(term) > MAX_SEARCH_LENGTH:
+        raise BadUserInput.single(field, f"must be at most {MAX_SEARCH_LENGTH} characters")
+    if any(ord(character) < 32 or ord(character) == 127 for character in term):
+        raise BadUserInput.single(field, "must not contain control characters")
+    return term
