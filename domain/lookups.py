@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from domain.errors import BadUserInput
+from domain.validation import storage_problem
 
 # cuid2 ids, as models/base.py makes them: lower-case letters and digits.
 _ID = re.compile(r"[a-z0-9]{1,32}")
@@ -34,4 +35,6 @@ def check_search(value: object, field: str = "search") -> str:
         raise BadUserInput.single(field, f"must be at most {MAX_SEARCH_LENGTH} characters")
     if any(ord(character) < 32 or ord(character) == 127 for character in term):
         raise BadUserInput.single(field, "must not contain control characters")
+    if (problem := storage_problem(term)) is not None:
+        raise BadUserInput.single(field, problem)
     return term

@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from domain.errors import BadUserInput
 from domain.status import Role
+from domain.validation import storage_problem
 
 TOKEN_PREFIX = "rt_"
 
@@ -47,3 +48,23 @@ def hash_token(token: str) -> str:
 
 def token_matches(token: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_token(token), stored_hash)
+
+
+MAX_USER_NAME_LENGTH = 255
+
+
+def clean_user_name(name: object) -> str | None:
+    """A display name: optional, trimmed, at most 255 characters, storable, no control
+    characters. Blank means none."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise BadUserInput.single("name", "must be a string")
+    trimmed = name.strip()
+    if len(trimmed) > MAX_USER_NAME_LENGTH:
+        raise BadUserInput.single("name", f"must be at most {MAX_USER_NAME_LENGTH} characters")
+    if any(ord(character) < 32 or ord(character) == 127 for character in trimmed):
+        raise BadUserInput.single("name", "must not contain control characters")
+    if (problem := storage_problem(trimmed)) is not None:
+        raise BadUserInput.single("name", problem)
+    return trimmed or None

@@ -90,7 +90,7 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _storage_problem(text: str) -> str | None:
+def storage_problem(text: str) -> str | None:
     """Why a database could not store `text` (PostgreSQL refuses NUL), or None."""
     if "\x00" in text:
         return "must not contain a NUL byte"
@@ -124,10 +124,19 @@ def _check_text(value: object, field: str) -> str:
         raise BadUserInput.single(field, "is required")
     if not isinstance(value, str):
         raise BadUserInput.single(field, "must be a string")
-    problem = _storage_problem(value)
+    problem = storage_problem(value)
     if problem is not None:
         raise BadUserInput.single(field, problem)
     return value
+
+
+def _check_path_text(value: object, field: str) -> str:
+    """A path's shape: a storable string no longer than its column. Whether it is a path
+    Nexrender can use is a render rule, checked while the job is VALIDATING."""
+    text = _check_text(value, field)
+    if len(text) > MAX_PATH_LENGTH:
+        raise BadUserInput.single(field, f"must be at most {MAX_PATH_LENGTH} characters")
+    return text
 
 
 def _check_bounded(text: str, field: str, limit: int) -> str:
@@ -216,14 +225,14 @@ def _json_text_problems(value: object, path: str) -> list[FieldError]:
     pending: list[tuple[str, object]] = [(path, value)]
     while pending:
         here, item = pending.pop()
-        if isinstance(item, str) and (problem := _storage_problem(item)) is not None:
+        if isinstance(item, str) and (problem := storage_problem(item)) is not None:
             problems.append(FieldError(here, problem))
         if isinstance(item, dict):
             for key in item:
                 key_path = f"{here}.{_key_in_field(key)}"
                 if not isinstance(key, str):
                     problems.append(FieldError(key_path, "must be JSON (keys must be strings)"))
-                elif (problem := _storage_problem(key)) is not None:
+                elif (problem := storage_problem(key)) is not None:
                     problems.append(FieldError(key_path, f"is a key that {problem}"))
         pending.extend(reversed(_json_children(item, here)))
     return problems
@@ -272,9 +281,11 @@ def check_submission(submission: JobSubmission, *, now: datetime) -> CleanSubmis
         output_name=_collect(
             errors, lambda: _check_name(s.output_name, "output_name", file_name=True), ""
         ),
-        template_path=_collect(errors, lambda: _check_text(s.template_path, "template_path"), ""),
-        data_path=_collect(errors, lambda: _check_text(s.data_path, "data_path"), ""),
-        output_path=_collect(errors, lambda: _check_text(s.output_path, "output_path"), ""),
+        template_path=_collect(
+            errors, lambda: _check_path_text(s.template_path, "template_path"), ""
+        ),
+        data_path=_collect(errors, lambda: _check_path_text(s.data_path, "data_path"), ""),
+        output_path=_collect(errors, lambda: _check_path_text(s.output_path, "output_path"), ""),
         priority=_collect(errors, lambda: check_priority(s.priority), DEFAULT_PRIORITY),
         nexrender_config=_collect(errors, lambda: _check_config(s.nexrender_config), None),
         auto_cancel_at=_collect(errors, lambda: _check_auto_cancel_at(s.auto_cancel_at, now), None),

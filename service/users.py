@@ -12,7 +12,7 @@ from domain.errors import BadUserInput, Forbidden, NotFound
 from domain.lookups import is_well_formed_id
 from domain.policy import Actor
 from domain.status import Role
-from domain.users import hash_token, new_token, normalize_email, parse_role
+from domain.users import clean_user_name, hash_token, new_token, normalize_email, parse_role
 from models import User
 
 
@@ -31,7 +31,7 @@ async def create_user(
     _require_admin(actor)
     address = normalize_email(email)
     checked_role = parse_role(role)
-    clean_name = _clean_name(name)
+    clean_name = clean_user_name(name)
     if await User.filter(email=address).exists():
         raise BadUserInput.single("email", f"{address} is already in use")
     token = new_token()
@@ -92,19 +92,6 @@ async def _get(user_id: str) -> User:
     if user is None:
         raise NotFound("User", user_id)
     return user
-
-
-def _clean_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if not isinstance(name, str):
-        raise BadUserInput.single("name", "must be a string")
-    trimmed = name.strip()
-    if len(trimmed) > 255:
-        raise BadUserInput.single("name", "must be at most 255 characters")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in trimmed):
-        raise BadUserInput.single("name", "must not contain control characters")
-    return trimmed or None
 
 
 def _require_admin(actor: Actor | None) -> None:
