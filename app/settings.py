@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from domain.validation import parse_allowed_roots
 from models.config import DATABASE_URL_VARIABLE, database_url
@@ -29,7 +29,6 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     allowed_roots: tuple[str, ...] = ()
     public_introspection: bool = False
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

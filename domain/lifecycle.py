@@ -57,10 +57,6 @@ def allowed_transitions(status: JobStatus) -> list[JobStatus]:
     return [candidate for candidate in JobStatus if candidate in targets]
 
 
-def is_allowed(source: JobStatus, target: JobStatus) -> bool:
-    return target in TRANSITIONS[source]
-
-
 def is_terminal(status: JobStatus) -> bool:
     return status in TERMINAL_STATUSES
 
@@ -174,7 +170,6 @@ __all__ = [
     "append_log",
     "elapsed_seconds",
     "error_message_for",
-    "is_allowed",
     "is_terminal",
     "plan_progress",
     "plan_transition",
