@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import Enum
@@ -14,6 +15,7 @@ from strawberry.types import Info
 from domain.lifecycle import allowed_transitions
 from domain.status import JobStatus as DomainJobStatus
 from domain.status import Role as DomainRole
+from gql.context import require_actor
 from models import Job as JobModel
 from models import User as UserModel
 from service import queries
@@ -171,8 +173,6 @@ async def job_connection(
     last: int | None,
     before: str | None,
 ) -> JobConnection:
-    from gql.context import require_actor
-
     actor = require_actor(info)
     query = (job_filter or JobFilter()).to_query(order or JobOrder.NEWEST_FIRST)
     page = await queries.page_of_jobs(
@@ -214,8 +214,7 @@ class User:
         last: int | None = None,
         before: str | None = None,
     ) -> JobConnection:
-        scoped = filter or JobFilter()
-        scoped.user_id = self.id
+        scoped = dataclasses.replace(filter or JobFilter(), user_id=self.id)
         return await job_connection(info, scoped, order_by, first, after, last, before)
 
 
