@@ -28,12 +28,12 @@ import asyncpg
 from app.database import open_database
 from app.migrations import apply_migrations
 from domain.policy import Actor
-from domain.validation import JobSubmission
 from models import Job
 from service import jobs, users
 from service.bus import create_bus
 from service.events import RecordingPublisher, set_publisher
 from tests.databases import fresh_postgres_database
+from tests.factories import valid_submission
 
 ROUNDS = 7
 REPORTS_PER_ROUND = 300
@@ -48,13 +48,7 @@ async def load_job(job_id: str) -> Job | None:
 
 
 async def rendering_jobs(owner: Actor, worker: Actor, count: int) -> list[str]:
-    submission = JobSubmission(
-        project_name="Bench",
-        output_name="bench.mp4",
-        template_path="/mnt/jobs/bench.aep",
-        data_path="/mnt/jobs/bench.json",
-        output_path="/mnt/renders/bench.mp4",
-    )
+    submission = valid_submission(project_name="Bench")
     ids = []
     for _ in range(count):
         await jobs.submit_job(owner, submission)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domain.validation import JobSubmission
 from models import Job, User
 
 VALID_JOB_FIELDS: dict[str, Any] = {
@@ -17,3 +18,8 @@ VALID_JOB_FIELDS: dict[str, Any] = {
 
 async def insert_job(owner: User, **overrides: Any) -> Job:
     return await Job.create(user=owner, **{**VALID_JOB_FIELDS, **overrides})
+
+
+def valid_submission(**overrides: Any) -> JobSubmission:
+    """A submission that passes every rule and ends QUEUED."""
+    return JobSubmission(**{**VALID_JOB_FIELDS, **overrides})

@@ -15,11 +15,10 @@ import pytest
 from domain.errors import InvalidTransition
 from domain.policy import Actor
 from domain.status import JobStatus
-from domain.validation import JobSubmission
 from models import Job
 from service import jobs, users
 from service.users import actor_of
-from tests.factories import VALID_JOB_FIELDS
+from tests.factories import VALID_JOB_FIELDS, valid_submission
 
 pytestmark = pytest.mark.postgres_only
 
@@ -54,7 +53,7 @@ async def race(*attempts) -> list[object]:
 
 
 async def rendering_job(owner: Actor, worker: Actor) -> Job:
-    await jobs.submit_job(owner, JobSubmission(**VALID_JOB_FIELDS))
+    await jobs.submit_job(owner, valid_submission())
     claimed = await jobs.claim_next(worker)
     assert claimed is not None and claimed.status is S.RENDERING
     return claimed

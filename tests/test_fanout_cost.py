@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from domain.validation import JobSubmission
 from service import jobs
 from tests.conftest import Account
+from tests.factories import valid_submission
 from tests.live_server import LiveServer, Socket, open_socket
 
 JOB_UPDATED = """
@@ -146,10 +146,4 @@ async def test_one_event_costs_the_same_sql_for_one_and_for_two_hundred_subscrib
     assert Counter(with_many) == Counter(with_one), (with_one, with_many)
 
 
-SUBMISSION = JobSubmission(
-    project_name="Promo",
-    output_name="promo.mp4",
-    template_path="/mnt/jobs/promo.aep",
-    data_path="/mnt/jobs/promo.json",
-    output_path="/mnt/renders/promo.mp4",
-)
+SUBMISSION = valid_submission()

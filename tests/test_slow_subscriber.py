@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from domain.validation import JobSubmission
 from gql import subscriptions
 from gql.context import Context
 from gql.schema import schema
@@ -17,7 +16,7 @@ from service import jobs
 from service.bus import InProcessBus
 from service.events import set_publisher
 from tests.conftest import Account
-from tests.factories import VALID_JOB_FIELDS
+from tests.factories import valid_submission
 
 JOB_EVENTS = "subscription { jobEvents { kind job { id status } } }"
 
@@ -44,13 +43,13 @@ async def test_a_subscriber_too_far_behind_gets_an_error_and_is_closed(
     stream = await schema.subscribe(JOB_EVENTS, context_value=context)
     first = stream.__anext__()  # runs the resolver up to its subscription, waiting for events
 
-    await jobs.submit_job(accounts["user"].actor, JobSubmission(**VALID_JOB_FIELDS))
+    await jobs.submit_job(accounts["user"].actor, valid_submission())
     result = await first
     assert result.data["jobEvents"]["kind"] == "CREATED"
     assert bus.subscriber_count == 1
 
     for _ in range(3):  # 9 status events while nobody reads: more than the buffer holds
-        await jobs.submit_job(accounts["user"].actor, JobSubmission(**VALID_JOB_FIELDS))
+        await jobs.submit_job(accounts["user"].actor, valid_submission())
     async with asyncio.timeout(5):  # the dispatcher delivers, finds the buffer full, drops it
         while bus.subscriber_count:
             await asyncio.sleep(0.01)
