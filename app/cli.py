@@ -19,6 +19,7 @@ from app.migrations import apply_migrations, pending_model_changes
 from app.settings import ENVIRONMENT_HELP, Settings
 from domain.errors import DomainError
 from domain.status import Role
+from models.config import is_postgres
 from service import users
 
 T = TypeVar("T")
@@ -93,6 +94,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
+    if args.workers > 1 and not is_postgres(settings.database_url):
+        return _fail(
+            "--workers above 1 needs PostgreSQL: with SQLite, live events reach only the "
+            "subscribers of the process that made the change"
+        )
     asyncio.run(_prepare_database(settings))
     # Worker processes read their settings from the environment: hand them the final values.
     os.environ["RENDERTRACK_DATABASE_URL"] = settings.database_url

@@ -235,6 +235,12 @@ def test_serve_refuses_zero_workers(tmp_path: Path) -> None:
     assert "--workers" in assert_refused(result, one_line=False)
 
 
+def test_serve_refuses_several_workers_on_sqlite(sqlite_url: str, tmp_path: Path) -> None:
+    result = rendertrack("serve", "--workers", "2", database_url=sqlite_url, cwd=tmp_path)
+    assert "needs PostgreSQL" in assert_refused(result)
+    assert not (tmp_path / "db").exists()  # refused before touching the database
+
+
 # --- serve ---------------------------------------------------------------------------------
 
 
