@@ -1,28 +1,21 @@
 """The `rendertrack` command, run as a real subprocess the way a person or a script runs it.
 
 Each test has a SQLite file of its own (RENDERTRACK_DATABASE_URL=sqlite:///abs/path), also on the
-PostgreSQL run, except the one test that serves a PostgreSQL database with several workers.
+PostgreSQL run. Serving PostgreSQL with several processes is tests/test_many_processes.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.databases import fresh_postgres_database, postgres_server_url, selected_backend
+from tests.server_process import environment, rendertrack_serve
 
 RENDERTRACK = Path(sys.executable).parent / "rendertrack"
 COMMAND_TIMEOUT = 60.0
@@ -37,13 +30,6 @@ ENVIRONMENT_VARIABLES = (
     "RENDERTRACK_ALLOWED_ROOTS",
     "RENDERTRACK_PUBLIC_INTROSPECTION",
 )
-
-
-def environment(database_url: str) -> dict[str, str]:
-    """This process's environment without any RENDERTRACK_ setting but the database."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RENDERTRACK_")}
-    env["RENDERTRACK_DATABASE_URL"] = database_url
-    return env
 
 
 def rendertrack(
@@ -244,125 +230,33 @@ def test_serve_refuses_several_workers_on_sqlite(sqlite_url: str, tmp_path: Path
 # --- serve ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    base_url: str
-    stdout: Path
-    stderr: Path
-    stopped_by_sigint: bool = False
-
-    def output(self) -> tuple[str, str]:
-        return self.stdout.read_text(), self.stderr.read_text()
-
-
-def wait_until_healthy(server: Server) -> httpx.Response:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    last: object = None
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"rendertrack serve exited early:\n{server.output()[1]}")
-        try:
-            response = httpx.get(f"{server.base_url}/healthz", timeout=2.0)
-            if response.status_code == 200:
-                return response
-            last = response
-        except httpx.TransportError as error:
-            last = error
-        time.sleep(0.1)
-    pytest.fail(f"/healthz did not answer 200 within {STARTUP_TIMEOUT} s ({last!r})")
-
-
-@contextmanager
-def serving(database_url: str, scratch: Path, *args: str) -> Iterator[Server]:
-    """`rendertrack serve` in a session of its own; stopped with SIGINT, killed if it lingers."""
-    port = free_port()
-    scratch.mkdir(parents=True, exist_ok=True)
-    out, err = scratch / "stdout.txt", scratch / "stderr.txt"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        process = subprocess.Popen(
-            [str(RENDERTRACK), "serve", "--port", str(port), *args],
-            env=environment(database_url),
-            cwd=scratch,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", out, err)
-    try:
-        yield server
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=SHUTDOWN_TIMEOUT)
-                server.stopped_by_sigint = True
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=SHUTDOWN_TIMEOUT)
-        with suppress(ProcessLookupError):  # workers of --workers N, should any outlive it
-            os.killpg(process.pid, signal.SIGKILL)
-
-
 @pytest.mark.slow
-def test_serve_bootstraps_an_admin_once_and_serves_health_and_graphiql(tmp_path: Path) -> None:
+async def test_serve_bootstraps_an_admin_once_and_serves_health_and_graphiql(
+    tmp_path: Path,
+) -> None:
     url = f"sqlite:///{tmp_path / 'db' / 'rendertrack.sqlite3'}"
-    with serving(url, tmp_path / "first") as server:
-        health = wait_until_healthy(server)
-        assert health.json() == {"status": "ok"}
-        page = httpx.get(f"{server.base_url}/graphql", headers={"Accept": "text/html"}, timeout=5.0)
+    async with rendertrack_serve(url, tmp_path / "first", cwd=tmp_path) as server:
+        token = await server.read_token()
+        assert (await server.until_healthy()).json() == {"status": "ok"}
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as client:
+            page = await client.get("/graphql", headers={"Accept": "text/html"})
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "graphiql" in page.text.lower()
+        await server.stop()
     assert server.stopped_by_sigint, "rendertrack serve ignored SIGINT and had to be killed"
-    assert server.process.returncode is not None
-    stdout, stderr = server.output()
-    lines = stdout.splitlines()
-    assert len(lines) == 1, f"stdout should hold the token alone, got:\n{stdout}"
-    assert lines[0].startswith("rt_") and " " not in lines[0]
-    assert "Authorization: Bearer" in stderr and "ADMIN" in stderr
-    assert "Traceback" not in stderr
+    assert server.stdout_rest == b"", "stdout must hold the token alone"
+    log = server.log_text()
+    assert "Authorization: Bearer" in log and "ADMIN" in log
+    assert "Traceback" not in log
+    assert [user[1] for user in listed_users(url, tmp_path)] == ["admin@example.com"]
+    assert token.startswith("rt_")
 
-    with serving(url, tmp_path / "second") as again:
-        assert wait_until_healthy(again).json() == {"status": "ok"}
+    async with rendertrack_serve(url, tmp_path / "second", cwd=tmp_path) as again:
+        assert (await again.until_healthy()).json() == {"status": "ok"}
+        await again.stop()
     assert again.stopped_by_sigint
-    stdout, stderr = again.output()
-    assert stdout == "", "a second start must not create another admin or print a token"
-    assert "created the first user" not in stderr
+    assert again.stdout_rest == b"", "a second start must not create another admin or a token"
+    assert "created the first user" not in again.log_text()
     admins = [user for user in listed_users(url, tmp_path) if user[2] == "ADMIN"]
     assert len(admins) == 1
-
-
-@pytest.mark.slow
-@pytest.mark.postgres_only
-def test_serve_with_two_workers_on_postgres(tmp_path: Path) -> None:
-    if selected_backend() != "postgres":
-        pytest.skip("serving PostgreSQL with several workers is tested on the PostgreSQL run")
-    server_url = postgres_server_url()
-    if server_url is None:
-        pytest.skip("RENDERTRACK_TEST_POSTGRES_URL is not set")
-
-    def serve_and_check(url: str) -> Server:
-        with serving(url, tmp_path, "--workers", "2") as server:
-            assert wait_until_healthy(server).json() == {"status": "ok"}
-            for _ in range(10):  # several requests, whichever worker answers
-                response = httpx.get(f"{server.base_url}/healthz", timeout=5.0)
-                assert response.status_code == 200
-        return server
-
-    async def scenario() -> Server:
-        async with fresh_postgres_database(server_url) as url:
-            return await asyncio.to_thread(serve_and_check, url)
-
-    server = asyncio.run(scenario())
-    assert server.stopped_by_sigint
-    stdout, stderr = server.output()
-    assert len(stdout.splitlines()) == 1 and stdout.startswith("rt_"), stdout
-    assert stderr.count("Started server process") == 2, stderr
-    assert "Traceback" not in stderr

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +26,7 @@ from tests.databases import (
     selected_backend,
 )
 from tests.graphql_client import GraphQLClient
-from tests.live_server import LiveServer, Socket, open_socket
+from tests.live_server import Socket, open_socket
 from tests.operations import (
     CLAIM,
     COMPLETE,
@@ -41,6 +37,7 @@ from tests.operations import (
     mutate,
     submit,
 )
+from tests.server_process import ServerProcess, rendertrack_serve
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,9 +49,6 @@ pytestmark = [
     ),
 ]
 
-REPO = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
 WAIT = 10.0
 
 JOB_EVENTS = """
@@ -67,113 +61,6 @@ RENDER_EVENTS = [
     ("PROGRESS", "RENDERING", 75, None),
     ("STATUS_CHANGED", "COMPLETED", 100, "RENDERING"),
 ]
-
-
-def rendertrack_command() -> list[str]:
-    script = Path(sys.executable).parent / "rendertrack"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "app.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class ServerProcess:
-    """One `rendertrack serve` (with its workers, if any), stderr in a log file."""
-
-    process: asyncio.subprocess.Process
-    port: int
-    log: Path
-    stdout_rest: bytes = field(default=b"")
-
-    @property
-    def live(self) -> LiveServer:
-        return LiveServer(app=None, port=self.port)  # type: ignore[arg-type]
-
-    @property
-    def http_url(self) -> str:
-        return self.live.http_url
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    async def read_token(self) -> str:
-        """The bootstrap ADMIN's token, the first line the first process prints on stdout."""
-        assert self.process.stdout is not None
-        try:
-            line = await asyncio.wait_for(self.process.stdout.readline(), START_TIMEOUT)
-        except TimeoutError:
-            pytest.fail(f"no token on stdout within {START_TIMEOUT}s:\n{self.log_tail()}")
-        token = line.decode().strip()
-        assert token.startswith("rt_"), (line, self.log_tail())
-        return token
-
-    async def until_healthy(self) -> None:
-        async with httpx.AsyncClient(base_url=self.http_url, timeout=2) as client:
-            async with asyncio.timeout(START_TIMEOUT):
-                while True:
-                    if self.process.returncode is not None:
-                        pytest.fail(
-                            f"rendertrack serve exited ({self.process.returncode}):\n"
-                            f"{self.log_tail()}"
-                        )
-                    with contextlib.suppress(httpx.HTTPError):
-                        if (await client.get("/healthz")).status_code == 200:
-                            return
-                    await asyncio.sleep(0.1)
-
-    async def stop(self) -> None:
-        """SIGINT (uvicorn's graceful stop), then SIGKILL to its process group after a while;
-        keeps what was left unread on stdout."""
-        process = self.process
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)  # its own group: it and its workers
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-        if process.stdout is not None:
-            self.stdout_rest += await asyncio.wait_for(process.stdout.read(), WAIT)
-
-
-@contextlib.asynccontextmanager
-async def rendertrack_serve(
-    database_url: str, logs: Path, *arguments: str
-) -> AsyncIterator[ServerProcess]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "RENDERTRACK_DATABASE_URL": database_url,
-        "RENDERTRACK_HOST": "127.0.0.1",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("RENDERTRACK_PORT", None)
-    log = logs / f"serve-{port}.log"
-    with log.open("wb") as stderr:
-        process = await asyncio.create_subprocess_exec(
-            *rendertrack_command(),
-            "serve",
-            "--port",
-            str(port),
-            *arguments,
-            cwd=REPO,
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    server = ServerProcess(process, port, log)
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @pytest_asyncio.fixture
@@ -321,5 +208,9 @@ async def test_every_worker_process_of_one_server_delivers_every_event(
             for socket in sockets:
                 await socket.expect_complete()
         await server.stop()
-        assert server.process.returncode == 0, server.log_tail()
+        assert server.stopped_by_sigint and server.process.returncode == 0, server.log_tail()
+        log = server.log_text()
     assert seen == [RENDER_EVENTS, RENDER_EVENTS]
+    assert log.count("Started server process") == 2, log
+    assert server.stdout_rest == b"", server.stdout_rest  # the one token line only
+    assert "Traceback" not in log
