@@ -1,13 +1,9 @@
-"""Subscriptions: every status and progress change, live, from the event bus.
-
-`jobUpdated` subscribes to the bus before it reads the snapshot, so nothing committed in between
-is missed, and drops deliveries the snapshot already contains (sequence not newer).
-"""
+"""Subscriptions: the live streams of service/live.py, in GraphQL's types and errors."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import logging
 from collections.abc import AsyncGenerator
 from datetime import datetime
 
@@ -15,23 +11,14 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from domain import lifecycle, policy
-from domain.errors import DomainError, Forbidden, NotFound
-from domain.events import JobEvent as DomainJobEvent
+from domain.errors import DomainError
 from domain.events import JobEventKind as DomainJobEventKind
 from domain.policy import Actor
-from domain.status import JobStatus as DomainJobStatus
 from gql.context import require_actor
 from gql.errors import extensions_of, message_of
 from gql.types import Job, JobStatus
-from models import Job as JobModel
-from service import queries
-from service.bus import Delivery, EventBus, Resync, SubscriberOverflow
-
-logger = logging.getLogger(__name__)
-
-# Events a subscriber may fall behind by before it is told so and closed (progress coalesces).
-SUBSCRIBER_BUFFER = 256
+from service import live
+from service.bus import SubscriberOverflow
 
 JobEventKind = strawberry.enum(DomainJobEventKind, description="What happened to the job.")
 
@@ -68,32 +55,8 @@ class Subscription:
         id: strawberry.ID,
     ) -> AsyncGenerator[JobEvent, None]:
         actor = _actor(info)
-        job_id = str(id)
-        subscription = _bus(info).subscribe(
-            lambda event: event.job_id == job_id, buffer_size=SUBSCRIBER_BUFFER
-        )
-        try:
-            snapshot = await _snapshot(actor, job_id)
-            yield snapshot
-            seen = snapshot.sequence
-            if lifecycle.is_terminal(DomainJobStatus(snapshot.job.status)):
-                return
-            async for item in _items(subscription):
-                if isinstance(item, Resync):
-                    snapshot = await _snapshot(actor, job_id)
-                    yield snapshot
-                    seen = snapshot.sequence
-                    if lifecycle.is_terminal(DomainJobStatus(snapshot.job.status)):
-                        return
-                    continue
-                if item.event.sequence <= seen or item.job is None:
-                    continue
-                seen = item.event.sequence
-                yield _change(item)
-                if lifecycle.is_terminal(item.event.status):
-                    return
-        finally:
-            subscription.close()
+        async for update in _translated(live.follow_job(info.context.bus, actor, str(id))):
+            yield update
 
     @strawberry.subscription(
         description="Every change to the jobs you may see (all of them for an admin)."
@@ -105,77 +68,53 @@ class Subscription:
     ) -> AsyncGenerator[JobEvent, None]:
         actor = _actor(info)
         wanted = filter or JobEventFilter()
-        statuses = None if wanted.status is None else frozenset(wanted.status)
-        owner = None if wanted.user_id is None else str(wanted.user_id)
-        if owner is not None and not policy.can_list_jobs_of(actor, owner):
-            raise _graphql_error(Forbidden("Only admins follow another user's jobs."))
+        updates = live.follow_events(
+            info.context.bus,
+            actor,
+            statuses=wanted.status,
+            owner_id=None if wanted.user_id is None else str(wanted.user_id),
+        )
+        async for update in _translated(updates):
+            yield update
 
-        def match(event: DomainJobEvent) -> bool:
-            return (
-                policy.can_see_job(actor, event.user_id, event.worker_id)
-                and (statuses is None or event.status in statuses)
-                and (owner is None or event.user_id == owner)
-            )
 
-        subscription = _bus(info).subscribe(match, buffer_size=SUBSCRIBER_BUFFER)
+async def _translated(updates: AsyncGenerator[live.Update, None]) -> AsyncGenerator[JobEvent, None]:
+    """The service's updates as GraphQL events; its refusals as coded GraphQL errors. `aclosing`
+    runs the service generator's cleanup (unsubscribing) as soon as the client goes away."""
+    async with contextlib.aclosing(updates):
         try:
-            async for item in _items(subscription):
-                if isinstance(item, Delivery) and item.job is not None:
-                    yield _change(item)
-        finally:
-            subscription.close()
-
-
-async def _items(subscription: object) -> AsyncGenerator[Delivery | Resync, None]:
-    try:
-        async for item in subscription:  # type: ignore[attr-defined]
-            yield item
-    except SubscriberOverflow as overflow:
-        raise GraphQLError(str(overflow), extensions={"code": "SUBSCRIBER_OVERFLOW"}) from None
+            async for update in updates:
+                yield _event_of(update)
+        except DomainError as error:
+            raise GraphQLError(message_of(error), extensions=extensions_of(error)) from None
+        except SubscriberOverflow as overflow:
+            raise GraphQLError(str(overflow), extensions={"code": "SUBSCRIBER_OVERFLOW"}) from None
 
 
 def _actor(info: Info) -> Actor:
     try:
         return require_actor(info)
     except DomainError as error:
-        raise _graphql_error(error) from None
+        raise GraphQLError(message_of(error), extensions=extensions_of(error)) from None
 
 
-def _bus(info: Info) -> EventBus:
-    return info.context.bus
-
-
-async def _snapshot(actor: Actor, job_id: str) -> JobEvent:
-    job = await queries.job_for(actor, job_id)
-    if job is None:
-        raise _graphql_error(NotFound("Job", job_id))
-    return JobEvent(
-        kind=DomainJobEventKind.SNAPSHOT,
-        job=Job.of(job),
-        previous_status=None,
-        at=job.updated_at,
-        sequence=job.sequence,
-    )
-
-
-def _change(delivery: Delivery) -> JobEvent:
-    """The row was read when the event was dispatched and may be newer than the event: status
-    and progress are taken from the event itself, as they were at that change."""
-    event = delivery.event
-    row: JobModel = delivery.job  # type: ignore[assignment]
-    job = dataclasses.replace(
-        Job.of(row), status=event.status, progress=event.progress, updated_at=event.updated_at
-    )
+def _event_of(update: live.Update) -> JobEvent:
+    job, event = update.job, update.event
+    if event is None:
+        return JobEvent(
+            kind=DomainJobEventKind.SNAPSHOT,
+            job=Job.of(job),
+            previous_status=None,
+            at=job.updated_at,
+            sequence=job.sequence,
+        )
+    changed = event.kind is DomainJobEventKind.STATUS_CHANGED
     return JobEvent(
         kind=event.kind,
-        job=job,
-        previous_status=(
-            event.previous_status if event.kind is DomainJobEventKind.STATUS_CHANGED else None
+        job=dataclasses.replace(
+            Job.of(job), status=event.status, progress=event.progress, updated_at=event.updated_at
         ),
+        previous_status=event.previous_status if changed else None,
         at=event.updated_at,
         sequence=event.sequence,
     )
-
-
-def _graphql_error(error: DomainError) -> GraphQLError:
-    return GraphQLError(message_of(error), extensions=extensions_of(error))

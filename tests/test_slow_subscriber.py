@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from gql import subscriptions
 from gql.context import Context
 from gql.schema import schema
 from models import Job, User
-from service import jobs
+from service import jobs, live
 from service.bus import InProcessBus
 from service.events import set_publisher
 from tests.conftest import Account
@@ -37,7 +36,7 @@ async def bus(db: str) -> AsyncIterator[InProcessBus]:
 async def test_a_subscriber_too_far_behind_gets_an_error_and_is_closed(
     bus: InProcessBus, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(subscriptions, "SUBSCRIBER_BUFFER", 4)
+    monkeypatch.setattr(live, "SUBSCRIBER_BUFFER", 4)
     admin = await User.get(id=accounts["admin"].id)
     context = Context(request=None, response=None, user=admin, bus=bus)  # type: ignore[arg-type]
     stream = await schema.subscribe(JOB_EVENTS, context_value=context)
