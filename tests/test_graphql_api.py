@@ -479,12 +479,32 @@ async def test_query_limits_depth_aliases_tokens_and_body_size(
     api: GraphQLClient, accounts: dict[str, Account]
 ) -> None:
     token = accounts["user"].token
-    deep = "{ me { " + "jobs { edges { node { user { " * 4 + "email" + " } } } }" * 4 + " } }"
-    assert (await api(deep, token=token)).errors
-    aliases = "{ " + " ".join(f"a{i}: me {{ email }}" for i in range(25)) + " }"
-    assert (await api(aliases, token=token)).errors
-    tokens = "{ me { " + "email " * 2100 + "} }"
-    assert (await api(tokens, token=token)).errors
+
+    def nested(levels: int) -> str:
+        return (
+            "{ me { "
+            + "jobs { edges { node { user { " * levels
+            + "email"
+            + " } } } }" * levels
+            + " } }"
+        )
+
+    def aliased(count: int) -> str:
+        return "{ " + " ".join(f"a{i}: me {{ email }}" for i in range(count)) + " }"
+
+    def padded(values: int) -> str:
+        return "{ jobs(filter: {status: [" + "QUEUED " * values + "]}) { totalCount } }"
+
+    # Just inside each limit answers; just past it is refused, naming the limit.
+    for query, refused, rule in [
+        (nested(2), nested(3), "depth"),
+        (aliased(20), aliased(21), "aliases"),
+        (padded(1900), padded(2100), "token"),
+    ]:
+        assert not (await api(query, token=token)).errors
+        response = await api(refused, token=token)
+        assert response.codes == ["GRAPHQL_VALIDATION_FAILED"], response.body
+        assert rule in response.errors[0]["message"].lower(), response.errors
     big = await api.http.post(
         "/graphql",
         content=b'{"query": "{ me { email } }", "pad": "' + b"x" * (1024 * 1024) + b'"}',
