@@ -198,6 +198,65 @@ OPERATIONS: dict[str, tuple[str, dict[str, str | None]]] = {
         {"admin": None, "user": "FORBIDDEN", "worker": "FORBIDDEN", "other": "FORBIDDEN"},
     ),
 }
+
+
+async def _status(job_id: str) -> JobStatus:
+    return (await Job.get(id=job_id)).status
+
+
+async def _submitted(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert await Job.all().count() == 3 and data["submitJob"]["status"] == "QUEUED"
+
+
+async def _cancelled(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert await _status(queued) is JobStatus.CANCELLED
+
+
+async def _prioritised(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert (await Job.get(id=queued)).priority == 9
+
+
+async def _claimed(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert data["claimJob"]["id"] == queued and await _status(queued) is JobStatus.RENDERING
+
+
+async def _reported(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert (await Job.get(id=rendering)).progress == 5
+
+
+async def _completed(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert await _status(rendering) is JobStatus.COMPLETED
+
+
+async def _failed(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert await _status(rendering) is JobStatus.FAILED
+
+
+async def _listed(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert {user["email"] for user in data["users"]} == {a.email for a in accounts.values()}
+
+
+async def _created(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert await User.filter(email="new@example.com").exists()
+
+
+async def _deactivated(data: dict, queued: str, rendering: str, accounts: dict) -> None:
+    assert not (await User.get(id=accounts["other"].id)).is_active
+
+
+# What an allowed operation must have done, so that "no error" alone never passes.
+ALLOWED_EFFECTS = {
+    "submitJob": _submitted,
+    "cancelJob": _cancelled,
+    "setJobPriority": _prioritised,
+    "claimJob": _claimed,
+    "reportProgress": _reported,
+    "completeJob": _completed,
+    "failJob": _failed,
+    "users": _listed,
+    "createUser": _created,
+    "deactivateUser": _deactivated,
+}
 CASES = [
     (operation, role, code)
     for operation, (_, expectations) in OPERATIONS.items()
@@ -227,6 +286,7 @@ async def test_each_role_against_each_operation(
 
     if code is None:
         assert not response.errors, response.errors
+        await ALLOWED_EFFECTS[operation](response.data, queued["id"], rendering["id"], accounts)
         return
     assert response.codes == [code]
     assert {job.id: (job.status, job.priority, job.progress) for job in await Job.all()} == before
