@@ -6,7 +6,7 @@ import strawberry
 from strawberry.types import Info
 
 from gql.context import require_actor
-from gql.types import Job, JobConnection, JobFilter, JobOrder, JobStats, User, job_connection
+from gql.types import Job, JobConnection, JobStats, User, resolve_jobs
 from service import queries
 
 
@@ -22,18 +22,10 @@ class Query:
         job = await queries.job_for(require_actor(info), str(id))
         return None if job is None else Job.of(job)
 
-    @strawberry.field(description="Jobs you may see, newest first unless ordered otherwise.")
-    async def jobs(
-        self,
-        info: Info,
-        filter: JobFilter | None = None,
-        order_by: JobOrder | None = None,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> JobConnection:
-        return await job_connection(info, filter, order_by, first, after, last, before)
+    jobs: JobConnection = strawberry.field(
+        resolver=resolve_jobs,
+        description="Jobs you may see, newest first unless ordered otherwise.",
+    )
 
     @strawberry.field(description="QUEUED jobs in the order workers will claim them.")
     async def queue(self, info: Info, first: int | None = None) -> list[Job]:

@@ -164,17 +164,22 @@ class JobFilter:
         )
 
 
-async def job_connection(
+async def resolve_jobs(
+    root: object,
     info: Info,
-    job_filter: JobFilter | None,
-    order: JobOrder | None,
-    first: int | None,
-    after: str | None,
-    last: int | None,
-    before: str | None,
+    filter: JobFilter | None = None,
+    order_by: JobOrder | None = None,
+    first: int | None = None,
+    after: str | None = None,
+    last: int | None = None,
+    before: str | None = None,
 ) -> JobConnection:
+    """`Query.jobs` and `User.jobs`: the same page, scoped to the user when asked on one."""
     actor = require_actor(info)
-    query = (job_filter or JobFilter()).to_query(order or JobOrder.NEWEST_FIRST)
+    job_filter = filter or JobFilter()
+    if isinstance(root, User):
+        job_filter = dataclasses.replace(job_filter, user_id=root.id)
+    query = job_filter.to_query(order_by or JobOrder.NEWEST_FIRST)
     page = await queries.page_of_jobs(
         actor, query, queries.PageRequest(first=first, after=after, last=last, before=before)
     )
@@ -203,19 +208,9 @@ class User:
             model=user,
         )
 
-    @strawberry.field(description="This user's jobs that the caller may see.")
-    async def jobs(
-        self,
-        info: Info,
-        filter: JobFilter | None = None,
-        order_by: JobOrder | None = None,
-        first: int | None = None,
-        after: str | None = None,
-        last: int | None = None,
-        before: str | None = None,
-    ) -> JobConnection:
-        scoped = dataclasses.replace(filter or JobFilter(), user_id=self.id)
-        return await job_connection(info, scoped, order_by, first, after, last, before)
+    jobs: JobConnection = strawberry.field(
+        resolver=resolve_jobs, description="This user's jobs that the caller may see."
+    )
 
 
 @strawberry.type(description="A new user, or a new token, with the token shown this once.")
