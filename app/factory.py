@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -16,14 +18,23 @@ from app.settings import Settings
 from gql.limits import MAX_BODY_BYTES
 from gql.view import RendertrackGraphQL
 from models import Job
+from service import job_store
 from service import settings as service_settings
 from service.bus import create_bus
 from service.events import set_publisher
+from service.sweeper import run_sweeper
+
+logger = logging.getLogger(__name__)
+
+# A round in progress finishes its current job; past this the shutdown does not wait for it.
+SWEEPER_STOP_TIMEOUT = 10.0
 
 
-def create_app(settings: Settings | None = None, *, manage_database: bool = True) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, manage_database: bool = True, run_duties: bool = True
+) -> Starlette:
     """`manage_database=False` leaves opening the database to the caller (tests that already
-    hold one)."""
+    hold one); `run_duties=False` starts no sweeper (tests that run its rounds themselves)."""
     settings = settings or Settings.from_env()
     graphql = RendertrackGraphQL(
         public_introspection=settings.public_introspection,
@@ -32,9 +43,7 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        previous = service_settings.configure(
-            service_settings.ServiceSettings(allowed_roots=settings.allowed_roots)
-        )
+        previous = service_settings.configure(settings.service_settings())
         async with AsyncExitStack() as stack:
             stack.callback(service_settings.configure, previous)
             if manage_database:
@@ -44,6 +53,8 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
             stack.push_async_callback(bus.stop)
             stack.callback(set_publisher, set_publisher(bus))
             app.state.bus = bus
+            if run_duties:
+                await stack.enter_async_context(sweeping(settings.sweep_interval_seconds))
             yield
 
     app = Starlette(
@@ -59,8 +70,23 @@ def create_app(settings: Settings | None = None, *, manage_database: bool = True
     return app
 
 
+@asynccontextmanager
+async def sweeping(interval_seconds: float) -> AsyncIterator[None]:
+    """The sweeper task, for as long as the app runs; stopped and awaited at shutdown."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_sweeper(interval_seconds, stop), name="sweeper")
+    try:
+        yield
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=SWEEPER_STOP_TIMEOUT)
+        except TimeoutError:
+            logger.warning("The sweeper did not stop in %.0f s; cancelled", SWEEPER_STOP_TIMEOUT)
+
+
 async def load_job(job_id: str) -> Job | None:
-    return await Job.get_or_none(id=job_id)
+    return await job_store.read_row(job_id)
 
 
 def create_app_from_env() -> Starlette:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from domain.joblog import DEFAULT_LOG_LIMIT_BYTES
+from domain.leases import DEFAULT_RETRY_BACKOFF_SECONDS, DEFAULT_STALL_TIMEOUT_SECONDS
 from domain.validation import parse_allowed_roots
 from models.config import DATABASE_URL_VARIABLE, database_url
+from service.settings import ServiceSettings
+from service.sweeper import DEFAULT_SWEEP_INTERVAL_SECONDS
+
+# A cap below one longest log line (4096 characters, up to 4 bytes each) could not keep it.
+MIN_LOG_LIMIT_BYTES = 16 * 1024
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -18,6 +26,14 @@ environment:
   RENDERTRACK_ALLOWED_ORIGINS       comma-separated browser origins allowed to open websockets
   RENDERTRACK_ALLOWED_ROOTS         ';'-separated roots that local job paths must lie inside
   RENDERTRACK_PUBLIC_INTROSPECTION  1 to allow GraphQL introspection without a token
+  RENDERTRACK_STALL_TIMEOUT         seconds a RENDERING job's worker may stay silent before the
+                                    job is requeued (or failed after its last attempt; default 600)
+  RENDERTRACK_RETRY_BACKOFF         seconds a retryable failure waits before the job is handed
+                                    out again, doubled per attempt (default 10)
+  RENDERTRACK_SWEEP_INTERVAL        seconds between two rounds of the sweeper (stalled workers,
+                                    deadlines; default 5)
+  RENDERTRACK_LOG_LIMIT             bytes of log kept per job; the oldest lines go past it
+                                    (default 262144)
 """
 
 
@@ -29,6 +45,18 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     allowed_roots: tuple[str, ...] = ()
     public_introspection: bool = False
+    stall_timeout_seconds: float = DEFAULT_STALL_TIMEOUT_SECONDS
+    retry_backoff_seconds: float = DEFAULT_RETRY_BACKOFF_SECONDS
+    sweep_interval_seconds: float = DEFAULT_SWEEP_INTERVAL_SECONDS
+    log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
+
+    def service_settings(self) -> ServiceSettings:
+        return ServiceSettings(
+            allowed_roots=self.allowed_roots,
+            stall_timeout_seconds=self.stall_timeout_seconds,
+            retry_backoff_seconds=self.retry_backoff_seconds,
+            log_limit_bytes=self.log_limit_bytes,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +72,16 @@ class Settings:
             ),
             allowed_roots=parse_allowed_roots(env.get("RENDERTRACK_ALLOWED_ROOTS")),
             public_introspection=env.get("RENDERTRACK_PUBLIC_INTROSPECTION", "") in {"1", "true"},
+            stall_timeout_seconds=_seconds(
+                env, "RENDERTRACK_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT_SECONDS
+            ),
+            retry_backoff_seconds=_seconds(
+                env, "RENDERTRACK_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF_SECONDS, allow_zero=True
+            ),
+            sweep_interval_seconds=_seconds(
+                env, "RENDERTRACK_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL_SECONDS
+            ),
+            log_limit_bytes=_log_limit(env.get("RENDERTRACK_LOG_LIMIT")),
         )
 
 
@@ -51,3 +89,31 @@ def _port(raw: str) -> int:
     if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"RENDERTRACK_PORT must be a port number, not {raw!r}")
     return int(raw)
+
+
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False
+) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        least = "zero or more" if allow_zero else "more than zero"
+        raise ValueError(f"{name} must be a number of seconds, {least}, not {raw!r}")
+    return value
+
+
+def _log_limit(raw: str | None) -> int:
+    text = (raw or "").strip()
+    if not text:
+        return DEFAULT_LOG_LIMIT_BYTES
+    if not text.isdigit() or int(text) < MIN_LOG_LIMIT_BYTES:
+        raise ValueError(
+            f"RENDERTRACK_LOG_LIMIT must be a number of bytes, at least {MIN_LOG_LIMIT_BYTES}, "
+            f"not {text!r}"
+        )
+    return int(text)

@@ -1,4 +1,4 @@
 """Pure rules of rendertrack: statuses, transitions, validation and errors.
 
-Nothing here imports Tortoise, Strawberry or Starlette (tests/test_domain_purity.py checks it).
+Nothing here imports Tortoise, Strawberry or Starlette (tests/test_layers.py checks it).
 """

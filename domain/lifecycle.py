@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.errors import InvalidTransition
-from domain.status import TERMINAL_STATUSES, JobStatus
+from domain.status import JobStatus
 from domain.validation import MAX_REASON_LENGTH, check_reason
 
 
@@ -22,12 +22,16 @@ class Effect:
     """What a transition sets besides the status, applied in the same UPDATE."""
 
     stamp_queued_at: bool = False
-    start: bool = False  # started_at = now, progress = 0
-    unstart: bool = False  # requeue: progress = 0, started_at = None, worker released
+    # A claim is a lease: started_at = now, progress = 0, the worker, heartbeat_at = now and
+    # one more attempt.
+    start: bool = False
+    # Back to the queue: progress = 0; started_at, the worker and its heartbeat cleared.
+    unstart: bool = False
     finish: bool = False  # completed_at = now, actual_time when started
     complete_progress: bool = False  # progress = 100
     needs: str | None = None  # the text the move requires: error_message or cancelled_reason
-    retry: bool = False  # clear the run's traces, keep the logs and note the retry
+    # Start afresh: the run's traces and attempts cleared; the log keeps a line saying so.
+    retry: bool = False
 
 
 _FAIL = Effect(finish=True, needs="error_message")
@@ -51,6 +55,12 @@ TRANSITIONS: Mapping[JobStatus, Mapping[JobStatus, Effect]] = {
 }
 
 
+# Final: nothing but a retry (starting afresh) can follow.
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
+    status for status, moves in TRANSITIONS.items() if all(e.retry for e in moves.values())
+)
+
+
 def allowed_transitions(status: JobStatus) -> list[JobStatus]:
     """The statuses a job in `status` may move to, in the order of JobStatus."""
     targets = TRANSITIONS[JobStatus(status)]
@@ -69,7 +79,18 @@ class JobState:
     status: JobStatus
     progress: int
     started_at: datetime | None
-    logs: str | None
+    attempts: int = 0
+    max_attempts: int = 3
+    worker_id: str | None = None
+    heartbeat_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A move's column changes (status included) and the lines it adds to the job's log."""
+
+    changes: dict[str, Any]
+    log: tuple[str, ...] = ()
 
 
 def plan_transition(
@@ -79,7 +100,7 @@ def plan_transition(
     now: datetime,
     reason: object = None,
     worker_id: str | None = None,
-) -> dict[str, Any]:
+) -> Plan:
     """The column changes that move `job` to `target`, status included.
 
     `reason` is the error message (to FAILED) or the cancellation reason (to CANCELLED).
@@ -92,14 +113,22 @@ def plan_transition(
         raise InvalidTransition(job.id, job.status, target, allowed_transitions(job.status))
 
     changes: dict[str, Any] = {"status": target}
+    log: tuple[str, ...] = ()
     if effect.needs:
         changes[effect.needs] = check_reason(reason, effect.needs)
     if effect.stamp_queued_at:
         changes["queued_at"] = now
     if effect.start:
-        changes.update(started_at=now, progress=0, worker_id=worker_id)
+        changes.update(
+            started_at=now,
+            progress=0,
+            worker_id=worker_id,
+            heartbeat_at=now,
+            attempts=job.attempts + 1,
+            not_before=None,
+        )
     if effect.unstart:
-        changes.update(started_at=None, progress=0, worker_id=None)
+        changes.update(started_at=None, progress=0, worker_id=None, heartbeat_at=None)
     if effect.finish:
         changes["completed_at"] = now
         changes["actual_time"] = elapsed_seconds(job.started_at, now)
@@ -114,9 +143,12 @@ def plan_transition(
             completed_at=None,
             actual_time=None,
             worker_id=None,
-            logs=append_log(job.logs, f"retried after {job.status.value}", now=now),
+            heartbeat_at=None,
+            attempts=0,
+            not_before=None,
         )
-    return changes
+        log = (f"retried after {job.status.value}",)
+    return Plan(changes, log)
 
 
 # 100 means COMPLETED. Nexrender reports 100 when aerender finishes and then still runs its
@@ -147,12 +179,6 @@ def elapsed_seconds(started_at: datetime | None, finished_at: datetime) -> int |
     return max(0, int((finished_at - started_at).total_seconds()))
 
 
-def append_log(logs: str | None, line: str, *, now: datetime) -> str:
-    """Logs are unbounded text, one timestamped line per entry."""
-    entry = f"[{now.isoformat(timespec='seconds')}] {line}"
-    return f"{logs}\n{entry}" if logs else entry
-
-
 def error_message_for(problems: list[str]) -> str:
     """The error_message of a job that failed validation: every problem, one per line,
     cut to the column's rule."""
@@ -163,11 +189,12 @@ def error_message_for(problems: list[str]) -> str:
 
 
 __all__ = [
+    "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Effect",
     "JobState",
+    "Plan",
     "allowed_transitions",
-    "append_log",
     "elapsed_seconds",
     "error_message_for",
     "is_terminal",

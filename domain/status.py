@@ -1,4 +1,5 @@
-"""Job statuses and user roles."""
+"""Job statuses and user roles. Which statuses are final follows from the transition table
+(domain.lifecycle.TERMINAL_STATUSES)."""
 
 from enum import StrEnum
 
@@ -11,11 +12,6 @@ class JobStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
-
-
-TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
-)
 
 
 class Role(StrEnum):

@@ -47,6 +47,8 @@ MAX_REASON_LENGTH = 4096
 MAX_NEXRENDER_CONFIG_BYTES = 256 * 1024  # of the compact UTF-8 JSON encoding
 PRIORITY_RANGE = range(1, 11)  # 1..10, higher is more urgent
 DEFAULT_PRIORITY = 5
+MAX_ATTEMPTS_RANGE = range(1, 11)  # how many times a job may be claimed before it fails
+DEFAULT_MAX_ATTEMPTS = 3
 PROGRESS_RANGE = range(0, 101)
 INLINE_DATA_PATH = "inline"
 WORKER_OUTPUT_PATH = "worker"
@@ -67,6 +69,7 @@ class JobSubmission:
     priority: object = DEFAULT_PRIORITY
     nexrender_config: object = None
     auto_cancel_at: object = None  # a timezone-aware datetime or None
+    max_attempts: object = DEFAULT_MAX_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class CleanSubmission:
     priority: int
     nexrender_config: dict[str, Any] | None
     auto_cancel_at: datetime | None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
 # --- single values -------------------------------------------------------------------------
@@ -108,6 +112,11 @@ def _check_int(value: object, field: str, allowed: range) -> int:
 def check_priority(value: object, field: str = "priority") -> int:
     """A priority: an int (not a bool) in 1..10, higher is more urgent."""
     return _check_int(value, field, PRIORITY_RANGE)
+
+
+def check_max_attempts(value: object, field: str = "max_attempts") -> int:
+    """How many claims a job may have before it fails: an int in 1..10."""
+    return _check_int(value, field, MAX_ATTEMPTS_RANGE)
 
 
 def check_progress(value: object, field: str = "progress") -> int:
@@ -278,6 +287,9 @@ def check_submission(submission: JobSubmission, *, now: datetime) -> CleanSubmis
         priority=_collect(errors, lambda: check_priority(s.priority), DEFAULT_PRIORITY),
         nexrender_config=_collect(errors, lambda: _check_config(s.nexrender_config), None),
         auto_cancel_at=_collect(errors, lambda: _check_auto_cancel_at(s.auto_cancel_at, now), None),
+        max_attempts=_collect(
+            errors, lambda: check_max_attempts(s.max_attempts), DEFAULT_MAX_ATTEMPTS
+        ),
     )
     if errors:
         raise BadUserInput(errors)

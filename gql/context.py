@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -13,8 +14,8 @@ from strawberry.types import Info
 
 from domain.policy import Actor
 from gql.errors import Unauthenticated
-from models import User
-from service import queries, users
+from models import Job, User
+from service import job_logs, queries, users
 from service.bus import EventBus
 
 BEARER = "bearer "
@@ -28,14 +29,49 @@ class Context:
     public_introspection: bool = False
     connection_params: Any = None
     bus: EventBus | None = None
-    # One DataLoader per request: a page of jobs loads its owners in one query.
+    # One DataLoader per request: a page of jobs loads its owners in one query. The loaders of
+    # values that change (queue positions, logs, throughput) batch but never cache: a websocket
+    # context lives as long as its connection.
     users_by_id: DataLoader[str, User | None] = field(
         default_factory=lambda: DataLoader(load_fn=queries.users_by_ids)
+    )
+    queue_positions: DataLoader[Job, int | None] = field(
+        default_factory=lambda: DataLoader(
+            load_fn=queries.queue_positions, cache=False, cache_key_fn=_job_key
+        )
+    )
+    render_specs: DataLoader[str, Any] = field(
+        default_factory=lambda: DataLoader(load_fn=queries.render_specs, cache=False)
+    )
+    logs: DataLoader[tuple[Job, int | None], str | None] = field(
+        default_factory=lambda: DataLoader(load_fn=_load_logs, cache=False)
+    )
+    finished_recently: DataLoader[datetime, int] = field(
+        default_factory=lambda: DataLoader(load_fn=_load_finished_recently, cache=False)
     )
 
     @property
     def actor(self) -> Actor | None:
         return None if self.user is None else users.actor_of(self.user)
+
+
+def _job_key(job: Job) -> str:
+    return job.id
+
+
+async def _load_logs(keys: list[tuple[Job, int | None]]) -> list[str | None]:
+    """One statement per distinct tail asked for in the batch."""
+    found: dict[tuple[str, int | None], str | None] = {}
+    for tail in {tail for _, tail in keys}:
+        jobs = list({job.id: job for job, wanted in keys if wanted == tail}.values())
+        for job, text in zip(jobs, await job_logs.read_logs(jobs, tail), strict=True):
+            found[(job.id, tail)] = text
+    return [found[(job.id, tail)] for job, tail in keys]
+
+
+async def _load_finished_recently(keys: list[datetime]) -> list[int]:
+    count = await queries.finished_recently(max(keys))
+    return [count for _ in keys]
 
 
 def bearer_token(header: str | None) -> str | None:

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from domain.validation import DEFAULT_PRIORITY, JobSubmission
+from domain.validation import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, JobSubmission
 from gql.context import require_actor
 from gql.types import CreatedUser, Job, Role, User
 from service import jobs, users
@@ -32,6 +32,10 @@ class SubmitJobInput:
     auto_cancel_at: datetime | None = strawberry.field(
         default=None, description="Cancel the job if it has not finished by then."
     )
+    max_attempts: int = strawberry.field(
+        default=DEFAULT_MAX_ATTEMPTS,
+        description="1..10: claims allowed before a job whose worker stalls or fails is FAILED.",
+    )
 
     def to_submission(self) -> JobSubmission:
         return JobSubmission(
@@ -43,6 +47,7 @@ class SubmitJobInput:
             priority=self.priority,
             nexrender_config=self.nexrender_config,
             auto_cancel_at=self.auto_cancel_at,
+            max_attempts=self.max_attempts,
         )
 
 
@@ -85,13 +90,36 @@ class Mutation:
         actor = require_actor(info)
         return Job.of(await jobs.report_progress(str(id), progress, log, actor=actor))
 
+    @strawberry.mutation(
+        description="Workers: still alive on this job (a long frame with no new percentage)."
+    )
+    async def heartbeat(self, info: Info, id: strawberry.ID) -> Job:
+        return Job.of(await jobs.heartbeat(str(id), actor=require_actor(info)))
+
+    @strawberry.mutation(description="Workers: add lines to the job's log, stamped with UTC time.")
+    async def append_job_log(self, info: Info, id: strawberry.ID, lines: list[str]) -> Job:
+        return Job.of(await jobs.append_log(str(id), lines, actor=require_actor(info)))
+
     @strawberry.mutation
     async def complete_job(self, info: Info, id: strawberry.ID) -> Job:
         return Job.of(await jobs.complete(str(id), actor=require_actor(info)))
 
-    @strawberry.mutation
-    async def fail_job(self, info: Info, id: strawberry.ID, error: str) -> Job:
-        return Job.of(await jobs.fail(str(id), error, actor=require_actor(info)))
+    @strawberry.mutation(
+        description="Workers: the attempt failed. retryable: back to the queue after a backoff "
+        "while attempts are left; otherwise FAILED."
+    )
+    async def fail_job(
+        self, info: Info, id: strawberry.ID, error: str, retryable: bool = False
+    ) -> Job:
+        actor = require_actor(info)
+        return Job.of(await jobs.fail(str(id), error, actor=actor, retryable=retryable))
+
+    @strawberry.mutation(
+        description="The holding worker (shutting down) or an admin: back to the queue, keeping "
+        "its place; the attempt does not count."
+    )
+    async def requeue_job(self, info: Info, id: strawberry.ID) -> Job:
+        return Job.of(await jobs.requeue(str(id), actor=require_actor(info)))
 
     @strawberry.mutation(description="Admins: create a user; its token is shown this once.")
     async def create_user(

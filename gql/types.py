@@ -12,13 +12,14 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from domain import estimates
 from domain.lifecycle import allowed_transitions
 from domain.status import JobStatus as DomainJobStatus
 from domain.status import Role as DomainRole
 from gql.context import require_actor
 from models import Job as JobModel
 from models import User as UserModel
-from service import queries
+from service import clock, job_logs, job_store, queries
 
 JobStatus = strawberry.enum(DomainJobStatus, description="Where a job stands in its lifecycle.")
 Role = strawberry.enum(
@@ -44,9 +45,7 @@ class Job:
     priority: int = strawberry.field(description="1..10; a higher number is more urgent.")
     progress: int = strawberry.field(description="0..100; 100 exactly when COMPLETED.")
     nexrender_job_id: str | None
-    nexrender_config: JSON | None
     error_message: str | None
-    logs: str | None
     queued_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
@@ -56,6 +55,16 @@ class Job:
     cancelled_reason: str | None
     created_at: datetime
     updated_at: datetime
+    attempts: int = strawberry.field(description="How many times the job has been claimed.")
+    max_attempts: int = strawberry.field(
+        description="Claims allowed before a stalled or failing job is FAILED (1..10)."
+    )
+    heartbeat_at: datetime | None = strawberry.field(
+        description="When the worker holding the job last reported; null unless RENDERING."
+    )
+    not_before: datetime | None = strawberry.field(
+        description="After a retryable failure: the job is not handed out before this time."
+    )
     model: strawberry.Private[JobModel]
 
     @classmethod
@@ -71,9 +80,7 @@ class Job:
             priority=job.priority,
             progress=job.progress,
             nexrender_job_id=job.nexrender_job_id,
-            nexrender_config=job.nexrender_config,
             error_message=job.error_message,
-            logs=job.logs,
             queued_at=job.queued_at,
             started_at=job.started_at,
             completed_at=job.completed_at,
@@ -83,7 +90,61 @@ class Job:
             cancelled_reason=job.cancelled_reason,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            attempts=job.attempts,
+            max_attempts=job.max_attempts,
+            heartbeat_at=job.heartbeat_at,
+            not_before=job.not_before,
             model=job,
+        )
+
+    @strawberry.field(description="A Nexrender job (template, assets, actions), as submitted.")
+    async def nexrender_config(self, info: Info) -> JSON | None:
+        if job_store.has_render_spec(self.model):
+            return self.model.nexrender_config
+        return await info.context.render_specs.load(self.model.id)
+
+    @strawberry.field(
+        description="The log, one '[UTC time] text' line per entry; with `tail`, its last "
+        "lines. Past the size cap the oldest lines are dropped and a first line says so."
+    )
+    async def logs(self, info: Info, tail: int | None = None) -> str | None:
+        return await info.context.logs.load((self.model, job_logs.check_tail(tail)))
+
+    @strawberry.field(description="The worker holding the job while it renders.")
+    async def worker(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
+        if self.model.worker_id is None:
+            return None
+        holder = await info.context.users_by_id.load(self.model.worker_id)
+        return None if holder is None else User.of(holder)
+
+    @strawberry.field(
+        description="While RENDERING: when it should finish, from its progress rate so far "
+        "(before the first report: its start plus estimatedTime)."
+    )
+    def estimated_completion_at(self) -> datetime | None:
+        if DomainJobStatus(self.model.status) is not DomainJobStatus.RENDERING:
+            return None
+        return estimates.estimated_completion_at(
+            started_at=self.model.started_at,
+            progress=self.model.progress,
+            estimated_time=self.model.estimated_time,
+            now=clock.now(),
+        )
+
+    @strawberry.field(
+        description="While QUEUED: when it should start, from the jobs ahead of it and the "
+        "farm's completions over the last hour; null without recent history."
+    )
+    async def estimated_start_at(self, info: Info) -> datetime | None:
+        if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
+            return None
+        now = clock.now()
+        position = await info.context.queue_positions.load(self.model)
+        if position is None:
+            return None
+        finished = await info.context.finished_recently.load(now)
+        return estimates.estimated_start_at(
+            queue_position=position, finished_recently=finished, now=now
         )
 
     @strawberry.field(description="The user who submitted the job.")
@@ -96,8 +157,10 @@ class Job:
         return allowed_transitions(DomainJobStatus(self.status))
 
     @strawberry.field(description="1 for the next job to be claimed; null unless QUEUED.")
-    async def queue_position(self) -> int | None:
-        return await queries.queue_position(self.model)
+    async def queue_position(self, info: Info) -> int | None:
+        if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
+            return None
+        return await info.context.queue_positions.load(self.model)
 
 
 @strawberry.type

@@ -1,6 +1,7 @@
 """Tortoise ORM models and the database configuration."""
 
 from models.job import Job
+from models.job_log import JobLogLine
 from models.user import User
 
-__all__ = ["Job", "User"]
+__all__ = ["Job", "JobLogLine", "User"]

@@ -9,7 +9,7 @@ from typing import Any
 DATABASE_URL_VARIABLE = "RENDERTRACK_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("data") / "rendertrack.sqlite3"
 APP_LABEL = "models"
-MODEL_MODULES = ["models.user", "models.job", "aerich.models"]
+MODEL_MODULES = ["models.user", "models.job", "models.job_log", "aerich.models"]
 
 
 def database_url(explicit: str | None = None) -> str:

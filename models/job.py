@@ -1,5 +1,11 @@
-"""A render job, exactly as the specification (spec 022) writes it, plus what the lifecycle needs:
-the worker holding it and a per-job event sequence."""
+"""A render job as the specification (spec 022) writes it, plus what the lifecycle and the queue
+need: the worker holding it and its lease, attempts, a retry backoff and a per-job event sequence.
+
+The spec's `logs` is kept line by line in `job_log_lines` (models/job_log.py); the job carries
+only its size. The queue's partial indexes (claim order over QUEUED rows, stalled leases,
+deadlines, recent completions) are written in SQL in the migration that adds them
+(migrations/models/1_*): Tortoise cannot declare descending or partial-on-IN indexes.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,10 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
+from domain.paths import MAX_PATH_LENGTH
 from domain.status import JobStatus
+from domain.validation import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, MAX_NAME_LENGTH
 from models.base import CUID_LENGTH, TouchingManager, VerbatimJSONField, new_id, utc_now
-
-PATH_COLUMN_LENGTH = 1024
-NAME_COLUMN_LENGTH = 255
 
 
 class Job(Model):
@@ -20,20 +25,19 @@ class Job(Model):
         "models.User", related_name="jobs", on_delete=fields.RESTRICT
     )
 
-    project_name = fields.CharField(max_length=NAME_COLUMN_LENGTH)
-    output_name = fields.CharField(max_length=NAME_COLUMN_LENGTH)
-    template_path = fields.CharField(max_length=PATH_COLUMN_LENGTH)
-    data_path = fields.CharField(max_length=PATH_COLUMN_LENGTH)
-    output_path = fields.CharField(max_length=PATH_COLUMN_LENGTH)
+    project_name = fields.CharField(max_length=MAX_NAME_LENGTH)
+    output_name = fields.CharField(max_length=MAX_NAME_LENGTH)
+    template_path = fields.CharField(max_length=MAX_PATH_LENGTH)
+    data_path = fields.CharField(max_length=MAX_PATH_LENGTH)
+    output_path = fields.CharField(max_length=MAX_PATH_LENGTH)
 
     status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
-    priority = fields.IntField(default=5)
+    priority = fields.IntField(default=DEFAULT_PRIORITY)
     progress = fields.IntField(default=0)
 
     nexrender_job_id = fields.CharField(max_length=255, null=True, unique=True)
     nexrender_config = VerbatimJSONField(null=True)
     error_message = fields.TextField(null=True)
-    logs = fields.TextField(null=True)
 
     queued_at = fields.DatetimeField(default=utc_now)
     started_at = fields.DatetimeField(null=True)
@@ -50,6 +54,18 @@ class Job(Model):
     )
     # Bumped by every change, in the same UPDATE: subscribers see what they missed.
     sequence = fields.IntField(default=0)
+
+    # The lease: claims so far, the most there may be, the holder's last word, and (after a
+    # retryable failure) the time before which the job is not handed out again.
+    attempts = fields.IntField(default=0)
+    max_attempts = fields.IntField(default=DEFAULT_MAX_ATTEMPTS)
+    heartbeat_at = fields.DatetimeField(null=True)
+    not_before = fields.DatetimeField(null=True)
+
+    # The log's bookkeeping: bytes kept in job_log_lines, and what the cap dropped.
+    log_bytes = fields.IntField(default=0)
+    log_dropped_lines = fields.IntField(default=0)
+    log_dropped_bytes = fields.IntField(default=0)
 
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)

@@ -1,4 +1,10 @@
-"""The SQL that reads and moves a job: one compare-and-set UPDATE per change."""
+"""The SQL that reads and moves a job: one compare-and-set UPDATE per change.
+
+Hot statements read the row without `nexrender_config` (ROW_FIELDS): a job's render spec is
+read only when a caller asks for it. The claim and the sweeper's look-ups are written in SQL
+whose status conditions are literals, so that the planner uses the partial indexes of migration
+1 (a bound parameter does not let it prove a partial index's predicate).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,15 @@ from domain.events import JobEvent, JobEventKind, kind_of_change
 from domain.lifecycle import JobState
 from domain.lookups import is_well_formed_id
 from domain.status import JobStatus
-from models import Job
+from models import Job, User
+
+# Every column of a job but its render spec, which can be large and no hot path needs.
+ROW_FIELDS: tuple[str, ...] = (
+    *(name for name in Job._meta.fields_db_projection if name != "nexrender_config"),
+    "user_id",
+    "worker_id",
+)
+_ROW_COLUMNS = ", ".join(f'"{name}"' for name in ROW_FIELDS)
 
 
 class LostRace(Exception):
@@ -22,9 +36,33 @@ class LostRace(Exception):
 async def load(connection: BaseDBAsyncClient, job_id: str) -> Job:
     if not is_well_formed_id(job_id):
         raise NotFound("Job", repr(job_id))
-    job = await Job.filter(id=job_id).using_db(connection).first()
+    job = await Job.filter(id=job_id).only(*ROW_FIELDS).using_db(connection).first()
     if job is None:
         raise NotFound("Job", job_id)
+    return job
+
+
+async def read_row(job_id: str) -> Job | None:
+    """The job without its render spec (the event dispatcher's one read per event)."""
+    return await Job.filter(id=job_id).only(*ROW_FIELDS).first()
+
+
+def has_render_spec(job: Job) -> bool:
+    """Whether `job` was read with its nexrender_config (ROW_FIELDS reads leave it out)."""
+    return "nexrender_config" in job.__dict__
+
+
+async def render_specs(connection: BaseDBAsyncClient, job_ids: list[str]) -> dict[str, Any]:
+    """nexrender_config of each job, in one statement."""
+    rows = (
+        await Job.filter(id__in=job_ids).using_db(connection).values_list("id", "nexrender_config")
+    )
+    return dict(rows)
+
+
+async def with_render_spec(connection: BaseDBAsyncClient, job: Job) -> Job:
+    if not has_render_spec(job):
+        job.nexrender_config = (await render_specs(connection, [job.id])).get(job.id)
     return job
 
 
@@ -34,20 +72,27 @@ def state_of(job: Job) -> JobState:
         status=JobStatus(job.status),
         progress=job.progress,
         started_at=job.started_at,
-        logs=job.logs,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        worker_id=job.worker_id,
+        heartbeat_at=job.heartbeat_at,
     )
 
 
 async def compare_and_set(
-    connection: BaseDBAsyncClient, job: Job, changes: dict[str, Any], now: datetime
+    connection: BaseDBAsyncClient,
+    job: Job,
+    changes: dict[str, Any],
+    now: datetime,
+    **guards: Any,
 ) -> JobEvent:
     """Applies `changes` to the row only if it is still the version `job` was read at (same
-    status and sequence); bumps the sequence, updates `job` in place and returns the event.
-    Raises LostRace when the row moved on."""
+    status and sequence, and every extra `guards` filter still true); bumps the sequence,
+    updates `job` in place and returns the event. Raises LostRace when the row moved on."""
     previous_status = JobStatus(job.status)
     sequence = job.sequence + 1
     written = (
-        await Job.filter(id=job.id, status=previous_status, sequence=job.sequence)
+        await Job.filter(id=job.id, status=previous_status, sequence=job.sequence, **guards)
         .using_db(connection)
         .update(**changes, sequence=sequence, updated_at=now)
     )
@@ -56,6 +101,27 @@ async def compare_and_set(
     for field, value in {**changes, "sequence": sequence, "updated_at": now}.items():
         setattr(job, field, value)
     return event_of(job, kind_of_change(changes, previous_status), previous_status)
+
+
+async def renew_lease(connection: BaseDBAsyncClient, job: Job, now: datetime) -> bool:
+    """The holder is alive: heartbeat_at = now, if the job is still RENDERING under the same
+    holder. Not a change anyone follows: no sequence, no event, updated_at untouched."""
+    renewed = (
+        await Job.filter(id=job.id, status=JobStatus.RENDERING, worker_id=job.worker_id)
+        .using_db(connection)
+        .update(heartbeat_at=now, updated_at=job.updated_at)
+    )
+    if renewed == 1:
+        job.heartbeat_at = now
+    return renewed == 1
+
+
+async def worker_name(connection: BaseDBAsyncClient, worker_id: str | None) -> str:
+    """How messages name a worker: its name and id, or the id alone."""
+    if worker_id is None:
+        return "(none)"
+    names = await User.filter(id=worker_id).using_db(connection).values_list("name", flat=True)
+    return f"{names[0]} ({worker_id})" if names and names[0] else worker_id
 
 
 def event_of(job: Job, kind: JobEventKind, previous_status: JobStatus | None) -> JobEvent:
@@ -72,14 +138,120 @@ def event_of(job: Job, kind: JobEventKind, previous_status: JobStatus | None) ->
     )
 
 
-async def next_queued(connection: BaseDBAsyncClient) -> Job | None:
-    """The job to claim next: highest priority, then oldest queued_at, then lowest id. On
-    PostgreSQL the row is locked and rows locked by other claimers are skipped; SQLite has
-    one writer, and the compare-and-set decides."""
-    return (
-        await Job.filter(status=JobStatus.QUEUED)
-        .order_by("-priority", "queued_at", "id")
-        .select_for_update(skip_locked=True)
-        .using_db(connection)
-        .first()
+def _placeholder(connection: BaseDBAsyncClient, number: int) -> str:
+    return f"${number}" if connection.capabilities.dialect == "postgres" else f"?{number}"
+
+
+async def next_claimable(connection: BaseDBAsyncClient, now: datetime) -> Job | None:
+    """The job to claim next: highest priority, then oldest queued_at, then lowest id, among
+    QUEUED jobs out of their retry backoff and not past their deadline. Reads idx_jobs_claim
+    in order, so its cost does not grow with the jobs that are not QUEUED. On PostgreSQL the
+    row is locked and rows locked by other claimers are skipped; SQLite has one writer, and
+    the compare-and-set decides."""
+    p1, p2 = _placeholder(connection, 1), _placeholder(connection, 2)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.capabilities.dialect == "postgres" else ""
+    rows = await connection.execute_query_dict(
+        f"""SELECT {_ROW_COLUMNS} FROM "jobs"
+        WHERE "status" = 'QUEUED'
+          AND ("not_before" IS NULL OR "not_before" <= {p1})
+          AND ("auto_cancel_at" IS NULL OR "auto_cancel_at" > {p2})
+        ORDER BY "priority" DESC, "queued_at", "id"
+        LIMIT 1{lock}""",
+        [now, now],
     )
+    return Job._init_from_db(**rows[0]) if rows else None
+
+
+async def stalled_job_ids(
+    connection: BaseDBAsyncClient, silent_since: datetime, limit: int
+) -> list[str]:
+    """RENDERING jobs whose holder has said nothing since `silent_since`, longest silent first
+    (idx_jobs_lease)."""
+    p1 = _placeholder(connection, 1)
+    rows = await connection.execute_query_dict(
+        f"""SELECT "id" FROM "jobs"
+        WHERE "status" = 'RENDERING' AND "heartbeat_at" < {p1}
+        ORDER BY "heartbeat_at" LIMIT {int(limit)}""",
+        [silent_since],
+    )
+    return [row["id"] for row in rows]
+
+
+async def overdue_job_ids(connection: BaseDBAsyncClient, now: datetime, limit: int) -> list[str]:
+    """Unfinished jobs whose auto_cancel_at has passed, earliest deadline first
+    (idx_jobs_deadline)."""
+    p1 = _placeholder(connection, 1)
+    rows = await connection.execute_query_dict(
+        f"""SELECT "id" FROM "jobs"
+        WHERE "status" IN ('PENDING', 'VALIDATING', 'QUEUED', 'RENDERING')
+          AND "auto_cancel_at" <= {p1}
+        ORDER BY "auto_cancel_at" LIMIT {int(limit)}""",
+        [now],
+    )
+    return [row["id"] for row in rows]
+
+
+# The template index keys on a prefix of the path: a whole path of 1024 characters may be too
+# long for a PostgreSQL btree entry.
+TEMPLATE_KEY_LENGTH = 200
+
+
+async def recent_render_times(
+    connection: BaseDBAsyncClient,
+    *,
+    template_path: str | None,
+    project_name: str | None,
+    limit: int,
+) -> list[int]:
+    """actual_time of the latest `limit` COMPLETED jobs of the same template (or project)."""
+    p1 = _placeholder(connection, 1)
+    if template_path is not None:
+        p2 = _placeholder(connection, 2)
+        key = f'substr("template_path", 1, {TEMPLATE_KEY_LENGTH})'
+        condition = f'{key} = substr({p1}, 1, {TEMPLATE_KEY_LENGTH}) AND "template_path" = {p2}'
+        values: list[Any] = [template_path, template_path]
+    else:
+        condition = f'"project_name" = {p1}'
+        values = [project_name]
+    rows = await connection.execute_query_dict(
+        f"""SELECT "actual_time" FROM "jobs"
+        WHERE "status" = 'COMPLETED' AND {condition} AND "actual_time" IS NOT NULL
+        ORDER BY "completed_at" DESC LIMIT {int(limit)}""",
+        values,
+    )
+    return [int(row["actual_time"]) for row in rows]
+
+
+async def completed_since(connection: BaseDBAsyncClient, since: datetime) -> int:
+    """How many jobs COMPLETED after `since` (idx_jobs_done_at)."""
+    p1 = _placeholder(connection, 1)
+    rows = await connection.execute_query_dict(
+        f"""SELECT COUNT(*) AS "finished" FROM "jobs"
+        WHERE "status" = 'COMPLETED' AND "completed_at" > {p1}""",
+        [since],
+    )
+    return int(rows[0]["finished"])
+
+
+async def queue_positions(connection: BaseDBAsyncClient, jobs: list[Job]) -> dict[str, int]:
+    """1-based places in the claim order of the QUEUED jobs among `jobs`, in one statement: the
+    queue is numbered down to the last of them and no further (two range scans of
+    idx_jobs_claim: the higher priorities, then the same priority up to that job)."""
+    queued = [job for job in jobs if JobStatus(job.status) is JobStatus.QUEUED]
+    if not queued:
+        return {}
+    last = max(queued, key=lambda job: (-job.priority, job.queued_at, job.id))
+    p = [_placeholder(connection, number) for number in range(1, 4)]
+    id_marks = ", ".join(_placeholder(connection, 4 + index) for index in range(len(queued)))
+    rows = await connection.execute_query_dict(
+        f"""SELECT "id", "position" FROM (
+            SELECT "id", ROW_NUMBER() OVER (
+                ORDER BY "priority" DESC, "queued_at", "id") AS "position"
+            FROM "jobs"
+            WHERE "status" = 'QUEUED' AND (
+                "priority" > {p[0]}
+                OR ("priority" = {p[0]} AND ("queued_at", "id") <= ({p[1]}, {p[2]})))
+        ) AS "numbered" WHERE "id" IN ({id_marks})""",
+        [last.priority, last.queued_at, last.id, *(job.id for job in queued)],
+    )
+    return {row["id"]: int(row["position"]) for row in rows}

@@ -7,15 +7,16 @@ domain/policy.py decide what an actor may do, and a job an actor may not see is 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
 from tortoise import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from domain import lifecycle, policy
-from domain.errors import Forbidden, InvalidTransition, NotFound
+from domain import estimates, leases, lifecycle, policy
+from domain.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
 from domain.events import JobEvent, JobEventKind
+from domain.lifecycle import Plan
 from domain.policy import Actor
 from domain.status import JobStatus
 from domain.validation import (
@@ -28,13 +29,14 @@ from domain.validation import (
     render_spec_problems,
 )
 from models import Job
-from models.base import utc_now
-from service import job_store, settings
+from service import clock, job_logs, job_store, settings
 from service.events import publisher
 from service.job_store import LostRace
 
 # A change retries when a concurrent one (e.g. a progress report) moved the row on under it.
-MAX_ATTEMPTS = 50
+MAX_RACES = 50
+# Lines one appendJobLog call may carry.
+MAX_LOG_LINES_PER_CALL = 1000
 
 Steps = Callable[[BaseDBAsyncClient, Job, datetime], Awaitable[list[JobEvent]]]
 Check = Callable[[Job], None]
@@ -45,9 +47,9 @@ async def submit_job(actor: Actor, submission: JobSubmission) -> Job:
     problem in error_message). Malformed input is refused with BAD_USER_INPUT, writing nothing."""
     if not policy.can_submit_jobs(actor):
         raise Forbidden("Only users and admins submit jobs; workers claim them.")
-    clean = check_submission(submission, now=utc_now())
+    clean = check_submission(submission, now=clock.now())
     async with in_transaction() as connection:
-        now = utc_now()
+        now = clock.now()
         job = await Job.create(
             using_db=connection,
             user_id=actor.id,
@@ -59,6 +61,7 @@ async def submit_job(actor: Actor, submission: JobSubmission) -> Job:
             priority=clean.priority,
             nexrender_config=clean.nexrender_config,
             auto_cancel_at=clean.auto_cancel_at,
+            max_attempts=clean.max_attempts,
             status=JobStatus.PENDING,
             sequence=1,
             queued_at=now,
@@ -68,17 +71,6 @@ async def submit_job(actor: Actor, submission: JobSubmission) -> Job:
         await publisher().stage(connection, events)
     await publisher().committed(events)
     return job
-
-
-async def transition(
-    job_id: str, target: JobStatus, *, reason: str | None = None, worker_id: str | None = None
-) -> Job:
-    """Any allowed move, for the system itself (no actor): the table alone decides."""
-
-    async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
-        return [await _move(connection, job, target, now, reason=reason, worker_id=worker_id)]
-
-    return await _run(job_id, None, steps)
 
 
 async def cancel(job_id: str, reason: object, actor: Actor | None = None) -> Job:
@@ -122,13 +114,13 @@ async def claim_next(worker: Actor) -> Job | None:
     queue is empty. Never hands one job to two workers."""
     if not policy.can_claim_jobs(worker):
         raise Forbidden("Only workers claim jobs.")
-    for _ in range(MAX_ATTEMPTS):
+    for _ in range(MAX_RACES):
         try:
             async with in_transaction() as connection:
-                job = await job_store.next_queued(connection)
+                now = clock.now()
+                job = await job_store.next_claimable(connection, now)
                 if job is None:
                     return None
-                now = utc_now()
                 event = await _move(connection, job, JobStatus.RENDERING, now, worker_id=worker.id)
                 await publisher().stage(connection, [event])
         except LostRace:
@@ -142,7 +134,8 @@ async def report_progress(
     job_id: str, progress: object, log_line: object = None, actor: Actor | None = None
 ) -> Job:
     """Progress only moves forward while RENDERING: a lower value than the stored one is
-    ignored (reports can arrive out of order); a log line is appended either way."""
+    ignored (reports can arrive out of order); a log line is appended either way. Every report
+    renews the holder's lease."""
     value = check_progress(progress)
     line = None if log_line is None else check_log_line(log_line)
 
@@ -152,9 +145,40 @@ async def report_progress(
         if new_progress is not None:
             changes["progress"] = new_progress
         if line is not None:
-            changes["logs"] = lifecycle.append_log(job.logs, line, now=now)
+            changes.update(await _append_lines(connection, job, [line], now))
         if not changes:
+            await _renew(connection, job, now)
             return []
+        changes["heartbeat_at"] = now
+        return [await job_store.compare_and_set(connection, job, changes, now)]
+
+    return await _run(job_id, _worker_check(actor), steps)
+
+
+async def heartbeat(job_id: str, actor: Actor | None = None) -> Job:
+    """The holder is alive (a long frame with no new percentage): renews its lease. Not a change
+    to the job anyone follows: no event."""
+
+    async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
+        _require_rendering(job, "heartbeats are sent")
+        await _renew(connection, job, now)
+        return []
+
+    return await _run(job_id, _worker_check(actor), steps)
+
+
+async def append_log(job_id: str, lines: object, actor: Actor | None = None) -> Job:
+    """Adds lines to the job's log, each stamped with UTC time. The holder appends while the
+    job renders (and renews its lease); an admin (or the system) at any time."""
+    checked = _check_log_lines(lines)
+
+    async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
+        holder = actor is not None and not actor.is_admin
+        if holder:
+            _require_rendering(job, "its worker appends to its log")
+        changes = await _append_lines(connection, job, checked, now)
+        if holder:
+            changes["heartbeat_at"] = now
         return [await job_store.compare_and_set(connection, job, changes, now)]
 
     return await _run(job_id, _worker_check(actor), steps)
@@ -167,20 +191,84 @@ async def complete(job_id: str, actor: Actor | None = None) -> Job:
     return await _run(job_id, _worker_check(actor), steps)
 
 
-async def fail(job_id: str, error: object, actor: Actor | None = None) -> Job:
+async def fail(
+    job_id: str, error: object, actor: Actor | None = None, *, retryable: bool = False
+) -> Job:
+    """The attempt failed. A retryable failure with attempts left goes back to the queue and is
+    not handed out before its backoff has passed; otherwise the job is FAILED."""
+
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
-        return [await _move(connection, job, JobStatus.FAILED, now, reason=error)]
+        plan = leases.plan_failure(
+            job_store.state_of(job),
+            error,
+            now,
+            retryable=retryable,
+            backoff_seconds=settings.current().retry_backoff_seconds,
+        )
+        return [await _apply(connection, job, plan, now)]
 
     return await _run(job_id, _worker_check(actor), steps)
 
 
 async def requeue(job_id: str, actor: Actor | None = None) -> Job:
-    """A RENDERING job goes back to the queue, keeping its place (a worker shutting down)."""
+    """The holder hands a RENDERING job back (shutting down), or an admin takes it back: it
+    returns to the queue keeping its place, and the attempt does not count."""
 
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
-        return [await _move(connection, job, JobStatus.QUEUED, now)]
+        plan = leases.plan_hand_back(job_store.state_of(job), now)
+        return [await _apply(connection, job, plan, now)]
 
     return await _run(job_id, _worker_check(actor), steps)
+
+
+async def cancel_if_overdue(job_id: str, now: datetime) -> Job | None:
+    """The sweeper's deadline duty: CANCELLED if the job is unfinished past auto_cancel_at.
+    The job if this call cancelled it; None if there was nothing to do (it finished, or another
+    sweeper got there first)."""
+    acted = False
+
+    async def steps(connection: BaseDBAsyncClient, job: Job, _: datetime) -> list[JobEvent]:
+        nonlocal acted
+        if job.auto_cancel_at is None or not leases.is_overdue(
+            JobStatus(job.status), job.auto_cancel_at, now
+        ):
+            return []
+        plan = leases.plan_deadline(job_store.state_of(job), job.auto_cancel_at, now)
+        event = await _apply(connection, job, plan, now)
+        acted = True
+        return [event]
+
+    job = await _run(job_id, None, steps)
+    return job if acted else None
+
+
+async def recover_if_stalled(job_id: str, now: datetime) -> Job | None:
+    """The sweeper's lease duty: a RENDERING job whose worker has been silent for the stall
+    timeout goes back to the queue, or FAILED after its last attempt. The job if this call
+    moved it; None if there was nothing to do."""
+    timeout = settings.current().stall_timeout_seconds
+    acted = False
+
+    async def steps(connection: BaseDBAsyncClient, job: Job, _: datetime) -> list[JobEvent]:
+        nonlocal acted
+        state = job_store.state_of(job)
+        if not leases.is_stalled(state, now, timeout):
+            return []
+        worker = await job_store.worker_name(connection, job.worker_id)
+        plan = leases.plan_stall(state, now, timeout_seconds=timeout, worker=worker)
+        # Guarded on the silence too: a heartbeat renews the lease without bumping the sequence.
+        silent_since = now - timedelta(seconds=timeout)
+        event = await _apply(connection, job, plan, now, heartbeat_at__lte=silent_since)
+        acted = True
+        return [event]
+
+    job = await _run(job_id, None, steps)
+    return job if acted else None
+
+
+async def log_text(job: Job, tail: int | None = None) -> str | None:
+    """The job's log as one text (its last `tail` lines when given)."""
+    return (await job_logs.read_logs([job], tail))[0]
 
 
 # --- the machinery ---------------------------------------------------------------------------
@@ -190,13 +278,13 @@ async def _run(job_id: str, check: Check | None, steps: Steps) -> Job:
     """Reads the job, checks the actor, runs the steps in one transaction and publishes their
     events once it committed. A lost race starts over from a fresh read, where the rules see
     the status the winner left."""
-    for _ in range(MAX_ATTEMPTS):
+    for _ in range(MAX_RACES):
         try:
             async with in_transaction() as connection:
                 job = await job_store.load(connection, job_id)
                 if check is not None:
                     check(job)
-                events = await steps(connection, job, utc_now())
+                events = await steps(connection, job, clock.now())
                 if events:
                     await publisher().stage(connection, events)
         except LostRace:
@@ -221,25 +309,89 @@ async def _move(
     *,
     reason: object = None,
     worker_id: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> JobEvent:
-    changes = lifecycle.plan_transition(
+    plan = lifecycle.plan_transition(
         job_store.state_of(job), target, now=now, reason=reason, worker_id=worker_id
     )
-    return await job_store.compare_and_set(connection, job, changes, now)
+    if extra:
+        plan = Plan({**plan.changes, **extra}, plan.log)
+    return await _apply(connection, job, plan, now)
+
+
+async def _apply(
+    connection: BaseDBAsyncClient, job: Job, plan: Plan, now: datetime, **guards: object
+) -> JobEvent:
+    """One move: its log lines and its compare-and-set UPDATE, in the caller's transaction."""
+    changes = dict(plan.changes)
+    if plan.log:
+        changes.update(await _append_lines(connection, job, plan.log, now))
+    return await job_store.compare_and_set(connection, job, changes, now, **guards)
+
+
+async def _append_lines(
+    connection: BaseDBAsyncClient, job: Job, lines: Sequence[str], now: datetime
+) -> dict[str, object]:
+    return await job_logs.append(
+        connection, job, lines, now, limit_bytes=settings.current().log_limit_bytes
+    )
+
+
+async def _renew(connection: BaseDBAsyncClient, job: Job, now: datetime) -> None:
+    if not await job_store.renew_lease(connection, job, now):
+        raise LostRace(job.id)
+
+
+def _require_rendering(job: Job, what: str) -> None:
+    status = JobStatus(job.status)
+    if status is not JobStatus.RENDERING:
+        raise InvalidTransition(
+            job.id,
+            status,
+            JobStatus.RENDERING,
+            lifecycle.allowed_transitions(status),
+            message=f"Job {job.id} is {status.value}: {what} only while it is RENDERING.",
+        )
+
+
+def _check_log_lines(lines: object) -> list[str]:
+    if not isinstance(lines, list | tuple) or not lines:
+        raise BadUserInput.single("lines", "must be a non-empty list of log lines")
+    if len(lines) > MAX_LOG_LINES_PER_CALL:
+        raise BadUserInput.single(
+            "lines", f"must hold at most {MAX_LOG_LINES_PER_CALL} lines per call"
+        )
+    return [check_log_line(line, f"lines[{index}]") for index, line in enumerate(lines)]
 
 
 async def _validate(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
     """PENDING -> VALIDATING -> QUEUED, or FAILED with every problem in error_message."""
+    submission = _submission_of(await job_store.with_render_spec(connection, job))
     events = [await _move(connection, job, JobStatus.VALIDATING, now)]
-    problems = render_spec_problems(
-        _submission_of(job), allowed_roots=settings.current().allowed_roots
-    )
+    problems = render_spec_problems(submission, allowed_roots=settings.current().allowed_roots)
     if problems:
         message = lifecycle.error_message_for([str(problem) for problem in problems])
         events.append(await _move(connection, job, JobStatus.FAILED, now, reason=message))
     else:
-        events.append(await _move(connection, job, JobStatus.QUEUED, now))
+        estimate = await _estimated_time(connection, job)
+        events.append(
+            await _move(connection, job, JobStatus.QUEUED, now, extra={"estimated_time": estimate})
+        )
     return events
+
+
+async def _estimated_time(connection: BaseDBAsyncClient, job: Job) -> int | None:
+    """The median render time of recent jobs of the same template, else the same project."""
+    for key in ({"template_path": job.template_path}, {"project_name": job.project_name}):
+        samples = await job_store.recent_render_times(
+            connection,
+            template_path=key.get("template_path"),
+            project_name=key.get("project_name"),
+            limit=estimates.ESTIMATE_SAMPLE_SIZE,
+        )
+        if samples:
+            return estimates.estimated_seconds(samples)
+    return None
 
 
 def _submission_of(job: Job) -> CleanSubmission:
@@ -252,6 +404,7 @@ def _submission_of(job: Job) -> CleanSubmission:
         priority=job.priority,
         nexrender_config=job.nexrender_config,
         auto_cancel_at=job.auto_cancel_at,
+        max_attempts=job.max_attempts,
     )
 
 

@@ -10,17 +10,20 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from tortoise import connections
 from tortoise.expressions import Q
 from tortoise.functions import Count
 from tortoise.queryset import QuerySet
 
-from domain import policy
+from domain import estimates, policy
 from domain.errors import BadUserInput, FieldError, Forbidden
 from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
 from domain.status import JobStatus, Role
 from models import Job, User
+from service import job_store
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -66,7 +69,7 @@ async def job_for(actor: Actor, job_id: str) -> Job | None:
     """The job, or None when it does not exist or the actor may not see it."""
     if not is_well_formed_id(job_id):
         return None
-    job = await Job.get_or_none(id=job_id)
+    job = await job_store.read_row(job_id)
     if job is None or not policy.can_see_job(actor, job.user_id, job.worker_id):
         return None
     return job
@@ -105,7 +108,11 @@ async def page_of_jobs(actor: Actor, query: JobQuery, request: PageRequest) -> P
         created_at, job_id = decode_cursor(cursor, "after" if forward else "before")
         jobs = jobs.filter(_beyond(created_at, job_id, descending))
     direction = "-" if descending else ""
-    rows = await jobs.order_by(f"{direction}created_at", f"{direction}id").limit(size + 1)
+    rows = (
+        await jobs.order_by(f"{direction}created_at", f"{direction}id")
+        .limit(size + 1)
+        .only(*job_store.ROW_FIELDS)  # the render spec is read only if a client asks for it
+    )
     more = len(rows) > size
     rows = rows[:size]
     if not forward:
@@ -163,23 +170,29 @@ async def queue(actor: Actor, first: int | None = None) -> list[Job]:
     size = min(DEFAULT_PAGE_SIZE if first is None else first, MAX_PAGE_SIZE)
     if size < 0:
         raise BadUserInput.single("first", "must not be negative")
-    jobs = Job.filter(status=JobStatus.QUEUED)
+    jobs = Job.filter(status=JobStatus.QUEUED).only(*job_store.ROW_FIELDS)
     if actor.role is Role.USER:
         jobs = jobs.filter(user_id=actor.id)
     return await jobs.order_by("-priority", "queued_at", "id").limit(size)
 
 
-async def queue_position(job: Job) -> int | None:
-    """1 for the next job to be claimed; None unless QUEUED. One COUNT on the queue index."""
-    if job.status is not JobStatus.QUEUED:
-        return None
-    ahead = await Job.filter(
-        Q(priority__gt=job.priority)
-        | Q(priority=job.priority, queued_at__lt=job.queued_at)
-        | Q(priority=job.priority, queued_at=job.queued_at, id__lt=job.id),
-        status=JobStatus.QUEUED,
-    ).count()
-    return ahead + 1
+async def queue_positions(jobs: list[Job]) -> list[int | None]:
+    """Each job's place in the claim order (1: claimed next), None unless QUEUED: one statement
+    for the whole list."""
+    positions = await job_store.queue_positions(connections.get("default"), jobs)
+    return [positions.get(job.id) for job in jobs]
+
+
+async def render_specs(job_ids: list[str]) -> list[dict[str, Any] | None]:
+    """nexrender_config of each job, read only for callers that ask for it: one statement."""
+    specs = await job_store.render_specs(connections.get("default"), job_ids)
+    return [specs.get(job_id) for job_id in job_ids]
+
+
+async def finished_recently(now: datetime) -> int:
+    """How many jobs COMPLETED within estimates.THROUGHPUT_WINDOW before `now`."""
+    since = now - estimates.THROUGHPUT_WINDOW
+    return await job_store.completed_since(connections.get("default"), since)
 
 
 async def job_stats(actor: Actor) -> dict[JobStatus, int]:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from domain.joblog import DEFAULT_LOG_LIMIT_BYTES
+from domain.leases import DEFAULT_RETRY_BACKOFF_SECONDS, DEFAULT_STALL_TIMEOUT_SECONDS
+
 
 @dataclass(frozen=True)
 class ServiceSettings:
     allowed_roots: tuple[str, ...] = ()
+    # A RENDERING job whose worker has said nothing for this long goes back to the queue.
+    stall_timeout_seconds: float = DEFAULT_STALL_TIMEOUT_SECONDS
+    # The first wait after a retryable failure; it doubles with each attempt.
+    retry_backoff_seconds: float = DEFAULT_RETRY_BACKOFF_SECONDS
+    log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
 
 
 _current = ServiceSettings()

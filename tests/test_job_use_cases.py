@@ -148,8 +148,8 @@ async def test_progress_moves_forward_only_and_logs_append(
     await jobs.report_progress(job.id, 30, "late line", actor=worker)
     stored = await Job.get(id=job.id)
     assert stored.progress == 50
-    assert stored.logs.splitlines()[-2].endswith("frame 50")
-    assert stored.logs.splitlines()[-1].endswith("late line")
+    log = (await jobs.log_text(stored)).splitlines()
+    assert log[-2].endswith("] frame 50") and log[-1].endswith("] late line")
     assert [(e.kind, e.progress) for e in recorder.events] == [(K.PROGRESS, 50), (K.LOG, 50)]
 
 
@@ -240,7 +240,7 @@ async def test_cancel_then_retry_requeues_with_a_log_line(
     assert retried.status is S.QUEUED == stored.status
     assert stored.progress == 0 and stored.cancelled_reason is None
     assert stored.started_at is None and stored.completed_at is None and stored.worker_id is None
-    assert "retried after CANCELLED" in stored.logs
+    assert "retried after CANCELLED" in await jobs.log_text(stored)
     assert [e.status for e in recorder.events] == [S.PENDING, S.VALIDATING, S.QUEUED]
     with pytest.raises(InvalidTransition):
         await jobs.retry(job.id, actor=owner)

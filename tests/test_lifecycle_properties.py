@@ -32,10 +32,11 @@ from hypothesis import strategies as st
 from app.database import open_database
 from domain.errors import DomainError
 from domain.policy import Actor
-from domain.status import TERMINAL_STATUSES, JobStatus
+from domain.lifecycle import TERMINAL_STATUSES
+from domain.status import JobStatus
 from domain.validation import JobSubmission
 from models import Job
-from service import jobs, users
+from service import job_logs, jobs, users
 from service.users import actor_of
 from tests.databases import empty_tables
 
@@ -121,7 +122,10 @@ class World:
 
 
 async def snapshot() -> dict[str, Row]:
-    return {row["id"]: row for row in await Job.all().values()}
+    """Every stored job, with its log as read."""
+    stored = await Job.all()
+    logs = dict(zip((job.id for job in stored), await job_logs.read_logs(stored), strict=True))
+    return {row["id"]: {**row, "logs": logs[row["id"]]} for row in await Job.all().values()}
 
 
 def queue_key(row: Row) -> tuple[int, Any, str]:

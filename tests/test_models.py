@@ -31,7 +31,6 @@ async def test_a_new_job_has_every_default_of_the_specification(user: User) -> N
         "nexrender_job_id",
         "nexrender_config",
         "error_message",
-        "logs",
         "started_at",
         "completed_at",
         "estimated_time",
@@ -39,8 +38,12 @@ async def test_a_new_job_has_every_default_of_the_specification(user: User) -> N
         "auto_cancel_at",
         "cancelled_reason",
         "worker_id",
+        "heartbeat_at",
+        "not_before",
     ):
         assert getattr(job, field) is None, field
+    assert (job.attempts, job.max_attempts) == (0, 3)
+    assert (job.log_bytes, job.log_dropped_lines, job.log_dropped_bytes) == (0, 0, 0)
     assert before - timedelta(seconds=1) <= job.queued_at <= datetime.now(UTC)
     assert job.queued_at.tzinfo is not None
     assert job.created_at <= job.updated_at
@@ -244,4 +247,7 @@ async def test_sqlite_is_opened_with_wal_and_foreign_keys(db: str, backend: str)
 
 async def test_the_migration_is_recorded(db: str) -> None:
     rows = await connections.get("default").execute_query_dict('SELECT version FROM "aerich"')
-    assert [row["version"] for row in rows] == ["0_20261128133505_init.py"]
+    assert [row["version"] for row in rows] == [
+        "0_20261128133505_init.py",
+        "1_20261128204306_queue_core.py",
+    ]

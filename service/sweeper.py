@@ -1,0 +1,122 @@
+"""The queue's duties, run by one sweeper task in every server process: jobs whose worker went
+silent go back to the queue (or fail after their last attempt), and jobs past their deadline are
+cancelled. Each action is an ordinary compare-and-set transition with its event, so when
+several processes sweep one database each job is acted on exactly once: the losers of a race
+re-read the job, find it no longer stalled or overdue, and leave it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from tortoise import BaseDBAsyncClient, connections
+
+from domain.errors import DomainError
+from domain.status import JobStatus
+from models import Job
+from service import clock, job_store, jobs, settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SWEEP_INTERVAL_SECONDS = 5.0
+# Jobs one look-up hands the sweeper; it looks again until a look-up comes back short.
+SWEEP_BATCH = 200
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def acted(self) -> int:
+        return self.requeued + self.failed + self.cancelled
+
+
+async def sweep_once(now: datetime | None = None) -> SweepReport:
+    """One round: every overdue job cancelled, every stalled job requeued or failed."""
+    now = now or clock.now()
+    report = SweepReport()
+    connection = connections.get("default")
+    await _cancel_overdue(connection, now, report)
+    await _recover_stalled(connection, now, report)
+    return report
+
+
+async def _cancel_overdue(
+    connection: BaseDBAsyncClient, now: datetime, report: SweepReport
+) -> None:
+    seen: set[str] = set()
+    while True:
+        found = [
+            job_id
+            for job_id in await job_store.overdue_job_ids(connection, now, SWEEP_BATCH)
+            if job_id not in seen
+        ]
+        for job_id in found:
+            seen.add(job_id)
+            if await _duty(jobs.cancel_if_overdue, job_id, now):
+                report.cancelled += 1
+        if len(found) < SWEEP_BATCH:
+            return
+
+
+async def _recover_stalled(
+    connection: BaseDBAsyncClient, now: datetime, report: SweepReport
+) -> None:
+    timeout = settings.current().stall_timeout_seconds
+    silent_since = now - timedelta(seconds=timeout)
+    seen: set[str] = set()
+    while True:
+        found = [
+            job_id
+            for job_id in await job_store.stalled_job_ids(connection, silent_since, SWEEP_BATCH)
+            if job_id not in seen
+        ]
+        for job_id in found:
+            seen.add(job_id)
+            job = await _duty(jobs.recover_if_stalled, job_id, now)
+            if job is None:
+                continue
+            if JobStatus(job.status) is JobStatus.FAILED:
+                report.failed += 1
+            else:
+                report.requeued += 1
+        if len(found) < SWEEP_BATCH:
+            return
+
+
+async def _duty(
+    action: Callable[[str, datetime], Awaitable[Job | None]], job_id: str, now: datetime
+) -> Job | None:
+    """One duty on one job. A refusal (the job was removed, or changes too fast) leaves it for
+    the next round."""
+    try:
+        return await action(job_id, now)
+    except DomainError as refusal:
+        logger.info("Sweeper left job %s this round: %s", job_id, refusal)
+        return None
+
+
+async def run_sweeper(interval_seconds: float, stop: asyncio.Event) -> None:
+    """Sweeps every `interval_seconds` until `stop` is set. A failed round (the database is
+    down) is logged and the next round tries again."""
+    while not stop.is_set():
+        try:
+            report = await sweep_once()
+            if report.acted:
+                logger.info(
+                    "Sweep: %d requeued, %d failed, %d cancelled",
+                    report.requeued,
+                    report.failed,
+                    report.cancelled,
+                )
+        except Exception:
+            logger.exception("Sweep failed; trying again in %.1f s", interval_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
