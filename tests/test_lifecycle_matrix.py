@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from tortoise import BaseDBAsyncClient
 
 from domain.errors import BadUserInput, InvalidTransition

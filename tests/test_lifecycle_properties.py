@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 
 from app.database import open_database
 from domain.errors import DomainError
-from domain.policy import Actor
 from domain.lifecycle import TERMINAL_STATUSES
+from domain.policy import Actor
 from domain.status import JobStatus
 from domain.validation import JobSubmission
 from models import Job
