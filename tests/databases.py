@@ -5,20 +5,20 @@ postgres): Tortoise caches each model's SQL per connection name, so one process 
 dialects. `make test` runs the suite once per backend. PostgreSQL needs
 RENDERTRACK_TEST_POSTGRES_URL naming a server (each session creates and drops a database of its
 own there); without it the PostgreSQL run is skipped, except under CI=true, where it must run.
+`fresh_postgres_database` lives in testkit/postgres.py (the benchmarks use it too).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 from tortoise import connections
 
 from app.migrations import apply_migrations
+from testkit.postgres import fresh_postgres_database
 
 POSTGRES_URL_VARIABLE = "RENDERTRACK_TEST_POSTGRES_URL"
 BACKEND_VARIABLE = "RENDERTRACK_TEST_DATABASE"
@@ -50,33 +50,6 @@ def running_in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _with_database(server_url: str, name: str) -> str:
-    base, _, _ = server_url.rpartition("/")
-    return f"{base}/{name}"
-
-
-def _asyncpg_url(url: str) -> str:
-    return "postgresql://" + url.split("://", 1)[1]
-
-
-@asynccontextmanager
-async def fresh_postgres_database(server_url: str) -> AsyncIterator[str]:
-    name = f"rendertrack_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_asyncpg_url(server_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield _with_database(server_url, name)
-    finally:
-        admin = await asyncpg.connect(_asyncpg_url(server_url))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-
 @asynccontextmanager
 async def migrated_database(backend: str, scratch: Path) -> AsyncIterator[str]:
     if backend == "sqlite":
@@ -94,6 +67,8 @@ async def migrated_database(backend: str, scratch: Path) -> AsyncIterator[str]:
 async def empty_tables() -> None:
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
-        await connection.execute_script('TRUNCATE "jobs", "users"')
+        await connection.execute_script('TRUNCATE "job_log_lines", "jobs", "users"')
     else:
-        await connection.execute_script('DELETE FROM "jobs"; DELETE FROM "users";')
+        await connection.execute_script(
+            'DELETE FROM "job_log_lines"; DELETE FROM "jobs"; DELETE FROM "users";'
+        )

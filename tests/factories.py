@@ -1,25 +1,8 @@
-"""Building valid jobs for tests, straight into the database (no lifecycle)."""
+"""Building valid jobs for tests: the helpers live in testkit/jobs.py (the benchmarks use them
+too); these names stay importable from here."""
 
 from __future__ import annotations
 
-from typing import Any
+from testkit.jobs import VALID_JOB_FIELDS, insert_job, valid_submission
 
-from domain.validation import JobSubmission
-from models import Job, User
-
-VALID_JOB_FIELDS: dict[str, Any] = {
-    "project_name": "Promo 2026",
-    "output_name": "promo_final.mp4",
-    "template_path": "C:\\jobs\\promo.aep",
-    "data_path": "C:\\jobs\\promo.json",
-    "output_path": "C:\\renders\\promo_final.mp4",
-}
-
-
-async def insert_job(owner: User, **overrides: Any) -> Job:
-    return await Job.create(user=owner, **{**VALID_JOB_FIELDS, **overrides})
-
-
-def valid_submission(**overrides: Any) -> JobSubmission:
-    """A submission that passes every rule and ends QUEUED."""
-    return JobSubmission(**{**VALID_JOB_FIELDS, **overrides})
+__all__ = ["VALID_JOB_FIELDS", "insert_job", "valid_submission"]

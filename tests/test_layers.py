@@ -1,4 +1,7 @@
-"""Imports point one way (app -> gql -> service -> models -> domain): read from the source."""
+"""Imports point one way (app -> gql -> service -> models -> domain): read from the source.
+
+Beside the layers: bench/ never imports tests/ (what both need is in testkit/), and testkit/
+imports neither the outer layers nor either of its users."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ FORBIDDEN = {
     "models": {"strawberry", "starlette", "service", "gql", "app", "compat"},
     "service": {"strawberry", "starlette", "gql", "app", "compat"},
     "gql": {"app", "compat"},
+    "testkit": {"app", "gql", "tests", "bench"},
+    "bench": {"tests"},
 }  # fmt: skip
 
 
@@ -39,3 +44,8 @@ def test_a_layer_imports_nothing_above_it(layer: str, path: Path) -> None:
 
 def test_the_check_sees_imports() -> None:
     assert imported_packages(ROOT / "service" / "jobs.py") >= {"tortoise", "domain", "models"}
+
+
+def test_the_check_sees_bench_and_testkit_imports() -> None:
+    assert imported_packages(ROOT / "bench" / "progress.py") >= {"testkit", "service", "app"}
+    assert imported_packages(ROOT / "testkit" / "postgres.py") >= {"asyncpg"}
