@@ -25,6 +25,16 @@ def is_stalled(job: JobState, now: datetime, timeout_seconds: float) -> bool:
     )
 
 
+def is_claimable(
+    not_before: datetime | None, auto_cancel_at: datetime | None, now: datetime
+) -> bool:
+    """Whether a QUEUED job may be handed out now: out of its retry backoff and not past its
+    deadline. (The claim's SQL in service/job_store.py says the same.)"""
+    return (not_before is None or not_before <= now) and (
+        auto_cancel_at is None or auto_cancel_at > now
+    )
+
+
 def is_overdue(status: JobStatus, auto_cancel_at: datetime | None, now: datetime) -> bool:
     """A job that has not finished by its deadline."""
     return auto_cancel_at is not None and auto_cancel_at <= now and status not in TERMINAL_STATUSES

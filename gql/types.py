@@ -133,12 +133,15 @@ class Job:
 
     @strawberry.field(
         description="While QUEUED: when it should start, from the jobs ahead of it and the "
-        "farm's completions over the last hour; null without recent history."
+        "farm's completions over the last hour (null without recent history); in a retry "
+        "backoff: notBefore, the earliest it may start."
     )
     async def estimated_start_at(self, info: Info) -> datetime | None:
         if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
             return None
         now = clock.now()
+        if self.model.not_before is not None and self.model.not_before > now:
+            return self.model.not_before
         position = await info.context.queue_positions.load(self.model)
         if position is None:
             return None
@@ -156,7 +159,10 @@ class Job:
     def allowed_transitions(self) -> list[JobStatus]:
         return allowed_transitions(DomainJobStatus(self.status))
 
-    @strawberry.field(description="1 for the next job to be claimed; null unless QUEUED.")
+    @strawberry.field(
+        description="1 for the next job to be claimed; null unless a claim could hand it out "
+        "now (QUEUED, out of its retry backoff, before its deadline)."
+    )
     async def queue_position(self, info: Info) -> int | None:
         if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
             return None

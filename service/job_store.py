@@ -13,6 +13,7 @@ from typing import Any
 
 from tortoise import BaseDBAsyncClient
 
+from domain import leases
 from domain.errors import NotFound
 from domain.events import JobEvent, JobEventKind, kind_of_change
 from domain.lifecycle import JobState
@@ -242,16 +243,24 @@ async def completed_since(connection: BaseDBAsyncClient, since: datetime) -> int
     return int(rows[0]["finished"])
 
 
-async def queue_positions(connection: BaseDBAsyncClient, jobs: list[Job]) -> dict[str, int]:
-    """1-based places in the claim order of the QUEUED jobs among `jobs`, in one statement: the
-    queue is numbered down to the last of them and no further (two range scans of
-    idx_jobs_claim: the higher priorities, then the same priority up to that job)."""
-    queued = [job for job in jobs if JobStatus(job.status) is JobStatus.QUEUED]
-    if not queued:
+async def queue_positions(
+    connection: BaseDBAsyncClient, jobs: list[Job], now: datetime
+) -> dict[str, int]:
+    """1-based places in the claim order of the jobs among `jobs` that a claim could hand out
+    now (QUEUED, out of backoff, before their deadline), in one statement: the claimable queue
+    is numbered down to the last of them and no further (range scans of idx_jobs_claim: the
+    higher priorities, then the same priority up to that job)."""
+    claimable = [
+        job
+        for job in jobs
+        if JobStatus(job.status) is JobStatus.QUEUED
+        and leases.is_claimable(job.not_before, job.auto_cancel_at, now)
+    ]
+    if not claimable:
         return {}
-    last = max(queued, key=lambda job: (-job.priority, job.queued_at, job.id))
-    p = [_placeholder(connection, number) for number in range(1, 4)]
-    id_marks = ", ".join(_placeholder(connection, 4 + index) for index in range(len(queued)))
+    last = max(claimable, key=lambda job: (-job.priority, job.queued_at, job.id))
+    p = [_placeholder(connection, number) for number in range(1, 5)]
+    id_marks = ", ".join(_placeholder(connection, 5 + index) for index in range(len(claimable)))
     rows = await connection.execute_query_dict(
         f"""SELECT "id", "position" FROM (
             SELECT "id", ROW_NUMBER() OVER (
@@ -260,7 +269,9 @@ async def queue_positions(connection: BaseDBAsyncClient, jobs: list[Job]) -> dic
             WHERE "status" = 'QUEUED' AND (
                 "priority" > {p[0]}
                 OR ("priority" = {p[0]} AND ("queued_at", "id") <= ({p[1]}, {p[2]})))
+              AND ("not_before" IS NULL OR "not_before" <= {p[3]})
+              AND ("auto_cancel_at" IS NULL OR "auto_cancel_at" > {p[3]})
         ) AS "numbered" WHERE "id" IN ({id_marks})""",
-        [last.priority, last.queued_at, last.id, *(job.id for job in queued)],
+        [last.priority, last.queued_at, last.id, now, *(job.id for job in claimable)],
     )
     return {row["id"]: int(row["position"]) for row in rows}

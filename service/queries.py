@@ -23,7 +23,7 @@ from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
 from domain.status import JobStatus, Role
 from models import Job, User
-from service import job_store
+from service import clock, job_store
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -177,9 +177,10 @@ async def queue(actor: Actor, first: int | None = None) -> list[Job]:
 
 
 async def queue_positions(jobs: list[Job]) -> list[int | None]:
-    """Each job's place in the claim order (1: claimed next), None unless QUEUED: one statement
-    for the whole list."""
-    positions = await job_store.queue_positions(connections.get("default"), jobs)
+    """Each job's place in the claim order (1: claimed next), None unless a claim could hand it
+    out now (QUEUED, out of its retry backoff, before its deadline): one statement for the whole
+    list."""
+    positions = await job_store.queue_positions(connections.get("default"), jobs, clock.now())
     return [positions.get(job.id) for job in jobs]
 
 
