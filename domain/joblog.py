@@ -15,6 +15,12 @@ DEFAULT_LOG_LIMIT_BYTES = 256 * 1024
 TRIM_TO_FRACTION = 0.75
 
 
+def split_lines(text: str) -> list[str]:
+    """One entry a client sent, as log lines: each line break starts a line of its own (stamped
+    like any other), blank lines and trailing whitespace dropped."""
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
 def stamp(line: str, at: datetime) -> str:
     """The line as stored and read: prefixed with its UTC time."""
     return f"[{at.isoformat(timespec='seconds')}] {line}"
@@ -57,15 +63,18 @@ class Dropped:
         )
 
 
-def render(lines: Sequence[str], dropped: Dropped, *, tail: int | None = None) -> str | None:
+def render(
+    lines: Sequence[str], dropped: Dropped, *, tail: int | None = None, has_lines: bool = False
+) -> str | None:
     """The log as one text; with `tail`, its last `tail` lines (the marker counts as a line
-    only when the whole log fits in the tail). None for a job that has logged nothing."""
+    only when the whole log fits in the tail). None for a job that has logged nothing;
+    `has_lines` says it has, when `lines` were not read (a tail of 0)."""
     marker = dropped.marker()
+    if not lines and marker is None and not has_lines:
+        return None
     shown = list(lines)
     if marker is not None:
         shown.insert(0, marker)
     if tail is not None:
         shown = shown[-tail:] if tail > 0 else []
-    if not shown:
-        return None if not lines and marker is None else ""
     return "\n".join(shown)

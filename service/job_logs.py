@@ -83,6 +83,7 @@ async def read_logs(jobs: Sequence[Job], tail: int | None = None) -> list[str | 
             by_job[job.id],
             joblog.Dropped(job.log_dropped_lines, job.log_dropped_bytes),
             tail=tail,
+            has_lines=job.log_bytes > 0,
         )
         for job in jobs
     ]

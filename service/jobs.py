@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from tortoise import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
-from domain import estimates, leases, lifecycle, policy
+from domain import estimates, joblog, leases, lifecycle, policy
 from domain.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
 from domain.events import JobEvent, JobEventKind
 from domain.lifecycle import Plan
@@ -137,15 +137,15 @@ async def report_progress(
     ignored (reports can arrive out of order); a log line is appended either way. Every report
     renews the holder's lease."""
     value = check_progress(progress)
-    line = None if log_line is None else check_log_line(log_line)
+    lines = [] if log_line is None else _split([check_log_line(log_line)], "log")
 
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         changes: dict[str, object] = {}
         new_progress = lifecycle.plan_progress(job_store.state_of(job), value)
         if new_progress is not None:
             changes["progress"] = new_progress
-        if line is not None:
-            changes.update(await _append_lines(connection, job, [line], now))
+        if lines:
+            changes.update(await _append_lines(connection, job, lines, now))
         if not changes:
             await _renew(connection, job, now)
             return []
@@ -355,13 +355,25 @@ def _require_rendering(job: Job, what: str) -> None:
 
 
 def _check_log_lines(lines: object) -> list[str]:
+    """appendJobLog's lines, each line break starting a stamped line of its own."""
     if not isinstance(lines, list | tuple) or not lines:
         raise BadUserInput.single("lines", "must be a non-empty list of log lines")
     if len(lines) > MAX_LOG_LINES_PER_CALL:
         raise BadUserInput.single(
             "lines", f"must hold at most {MAX_LOG_LINES_PER_CALL} lines per call"
         )
-    return [check_log_line(line, f"lines[{index}]") for index, line in enumerate(lines)]
+    checked = [check_log_line(line, f"lines[{index}]") for index, line in enumerate(lines)]
+    return _split(checked, "lines")
+
+
+def _split(entries: list[str], field: str) -> list[str]:
+    split = [part for entry in entries for part in joblog.split_lines(entry)]
+    if len(split) > MAX_LOG_LINES_PER_CALL:
+        raise BadUserInput.single(
+            field,
+            f"must hold at most {MAX_LOG_LINES_PER_CALL} lines per call, line breaks included",
+        )
+    return split
 
 
 async def _validate(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
