@@ -111,7 +111,7 @@ def _log_limit(raw: str | None) -> int:
     text = (raw or "").strip()
     if not text:
         return DEFAULT_LOG_LIMIT_BYTES
-    if not text.isdigit() or int(text) < MIN_LOG_LIMIT_BYTES:
+    if not (text.isascii() and text.isdigit()) or int(text) < MIN_LOG_LIMIT_BYTES:
         raise ValueError(
             f"RENDERTRACK_LOG_LIMIT must be a number of bytes, at least {MIN_LOG_LIMIT_BYTES}, "
             f"not {text!r}"

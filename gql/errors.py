@@ -72,10 +72,41 @@ def translate(error: GraphQLError) -> GraphQLError:
     if isinstance(original, GraphQLError) and original.extensions.get("code"):
         return _rebuilt(error, original.message, dict(original.extensions))
     if _is_request_error(error):
-        variable = error.message.startswith("Variable")
-        code = "BAD_USER_INPUT" if variable else "GRAPHQL_VALIDATION_FAILED"
-        return _rebuilt(error, error.message, {"code": code})
+        if error.message.startswith("Variable"):
+            return _rebuilt(error, error.message, _variable_extensions(error.message))
+        return _rebuilt(error, error.message, {"code": "GRAPHQL_VALIDATION_FAILED"})
     return _rebuilt(error, INTERNAL_MESSAGE, {"code": "INTERNAL_SERVER_ERROR"})
+
+
+# graphql-core's wording of a variable of the wrong type, with the path inside the variable:
+#   Variable '$input' has invalid value at .maxAttempts: Int cannot represent ...
+#   Variable '$input' got invalid value 'x' at 'input.maxAttempts'; Int cannot represent ...
+_VARIABLE_AT = re.compile(
+    r"^Variable '\$(?P<variable>[^']+)' has invalid value at (?P<path>[^:]+): (?P<why>.*)$",
+    re.DOTALL,
+)
+_VARIABLE_GOT = re.compile(
+    r"^Variable '\$(?P<variable>[^']+)' got invalid value .*? at '(?P<path>[^']+)'; (?P<why>.*)$",
+    re.DOTALL,
+)
+_VARIABLE = re.compile(r"^Variable '\$(?P<variable>[^']+)'")
+
+
+def _variable_extensions(message: str) -> dict[str, Any]:
+    """A variable of the wrong type: BAD_USER_INPUT naming the input field, as for any other
+    bad input (the path inside the variable, else the variable itself)."""
+    field, why = "variables", message
+    if found := _VARIABLE_AT.match(message):
+        path = found.group("path")
+        field = path[1:] if path.startswith(".") else found.group("variable") + path
+        why = found.group("why")
+    elif found := _VARIABLE_GOT.match(message):
+        variable, path = found.group("variable"), found.group("path")
+        field = path.removeprefix(f"{variable}.") if path != variable else variable
+        why = found.group("why")
+    elif found := _VARIABLE.match(message):
+        field = found.group("variable")
+    return {"code": "BAD_USER_INPUT", "fields": [{"field": field or "variables", "message": why}]}
 
 
 def _is_request_error(error: GraphQLError) -> bool:
