@@ -14,8 +14,17 @@ from models.config import DATABASE_URL_VARIABLE, database_url
 from service.settings import ServiceSettings
 from service.sweeper import DEFAULT_SWEEP_INTERVAL_SECONDS
 
-# A cap below one longest log line (4096 characters, up to 4 bytes each) could not keep it.
-MIN_LOG_LIMIT_BYTES = 16 * 1024
+# A trim keeps three quarters of the cap: below 64 KiB the longest line (4096 characters of up
+# to 4 bytes, plus its stamp) could be dropped as soon as it is written.
+MIN_LOG_LIMIT_BYTES = 64 * 1024
+MAX_LOG_LIMIT_BYTES = 64 * 1024 * 1024
+# Bounds that keep every duty's arithmetic on dates in range and the sweeper from spinning.
+DAY = 24 * 3600.0
+LIMITS: dict[str, tuple[float, float]] = {
+    "RENDERTRACK_STALL_TIMEOUT": (1.0, 7 * DAY),
+    "RENDERTRACK_RETRY_BACKOFF": (0.0, DAY),
+    "RENDERTRACK_SWEEP_INTERVAL": (0.1, 3600.0),
+}
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -27,13 +36,14 @@ environment:
   RENDERTRACK_ALLOWED_ROOTS         ';'-separated roots that local job paths must lie inside
   RENDERTRACK_PUBLIC_INTROSPECTION  1 to allow GraphQL introspection without a token
   RENDERTRACK_STALL_TIMEOUT         seconds a RENDERING job's worker may stay silent before the
-                                    job is requeued (or failed after its last attempt; default 600)
+                                    job is requeued (or failed after its last attempt; default
+                                    600, 1 to 604800)
   RENDERTRACK_RETRY_BACKOFF         seconds a retryable failure waits before the job is handed
-                                    out again, doubled per attempt (default 10)
+                                    out again, doubled per attempt (default 10, 0 to 86400)
   RENDERTRACK_SWEEP_INTERVAL        seconds between two rounds of the sweeper (stalled workers,
-                                    deadlines; default 5)
+                                    deadlines; default 5, 0.1 to 3600)
   RENDERTRACK_LOG_LIMIT             bytes of log kept per job; the oldest lines go past it
-                                    (default 262144)
+                                    (default 262144, 65536 to 67108864)
 """
 
 
@@ -76,7 +86,7 @@ class Settings:
                 env, "RENDERTRACK_STALL_TIMEOUT", DEFAULT_STALL_TIMEOUT_SECONDS
             ),
             retry_backoff_seconds=_seconds(
-                env, "RENDERTRACK_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF_SECONDS, allow_zero=True
+                env, "RENDERTRACK_RETRY_BACKOFF", DEFAULT_RETRY_BACKOFF_SECONDS
             ),
             sweep_interval_seconds=_seconds(
                 env, "RENDERTRACK_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL_SECONDS
@@ -91,19 +101,19 @@ def _port(raw: str) -> int:
     return int(raw)
 
 
-def _seconds(
-    env: Mapping[str, str], name: str, default: float, *, allow_zero: bool = False
-) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    least, most = LIMITS[name]
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        least = "zero or more" if allow_zero else "more than zero"
-        raise ValueError(f"{name} must be a number of seconds, {least}, not {raw!r}")
+    if not math.isfinite(value) or not least <= value <= most:
+        raise ValueError(
+            f"{name} must be a number of seconds from {least:g} to {most:g}, not {raw!r}"
+        )
     return value
 
 
@@ -111,9 +121,11 @@ def _log_limit(raw: str | None) -> int:
     text = (raw or "").strip()
     if not text:
         return DEFAULT_LOG_LIMIT_BYTES
-    if not (text.isascii() and text.isdigit()) or int(text) < MIN_LOG_LIMIT_BYTES:
+    if not (text.isascii() and text.isdigit()) or not (
+        MIN_LOG_LIMIT_BYTES <= int(text) <= MAX_LOG_LIMIT_BYTES
+    ):
         raise ValueError(
-            f"RENDERTRACK_LOG_LIMIT must be a number of bytes, at least {MIN_LOG_LIMIT_BYTES}, "
-            f"not {text!r}"
+            f"RENDERTRACK_LOG_LIMIT must be a number of bytes from {MIN_LOG_LIMIT_BYTES} "
+            f"to {MAX_LOG_LIMIT_BYTES}, not {text!r}"
         )
     return int(text)

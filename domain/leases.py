@@ -51,7 +51,7 @@ def plan_hand_back(job: JobState, now: datetime) -> Plan:
     attempt is given back too, since a clean hand-back is not a failure."""
     plan = plan_transition(job, JobStatus.QUEUED, now=now)
     changes = {**plan.changes, "attempts": max(0, job.attempts - 1)}
-    return Plan(changes, ("handed back to the queue by its worker; the attempt does not count",))
+    return Plan(changes, ("handed back to the queue; the attempt does not count",))
 
 
 def plan_failure(
@@ -84,17 +84,19 @@ def plan_stall(job: JobState, now: datetime, *, timeout_seconds: float, worker: 
     attempt = f"attempt {job.attempts} of {job.max_attempts}"
     if job.attempts >= job.max_attempts:
         message = f"Rendering stalled: {what} on {attempt}; no attempts left."
-        return plan_transition(job, JobStatus.FAILED, now=now, reason=message)
+        failed = plan_transition(job, JobStatus.FAILED, now=now, reason=message)
+        return Plan(failed.changes, (message,))
     plan = plan_transition(job, JobStatus.QUEUED, now=now)
     return Plan(plan.changes, (f"{what} on {attempt}; queued again",))
 
 
 def plan_deadline(job: JobState, auto_cancel_at: datetime, now: datetime) -> Plan:
     reason = (
-        f"auto-cancelled: its deadline {auto_cancel_at.isoformat(timespec='seconds')} passed "
+        f"auto-cancelled: its deadline {auto_cancel_at.isoformat()} passed "
         f"while it was {job.status.value}"
     )
-    return plan_transition(job, JobStatus.CANCELLED, now=now, reason=reason)
+    cancelled = plan_transition(job, JobStatus.CANCELLED, now=now, reason=reason)
+    return Plan(cancelled.changes, (reason,))
 
 
 def _seconds(delta: timedelta) -> int:

@@ -38,13 +38,15 @@ class SweepReport:
         return self.requeued + self.failed + self.cancelled
 
 
-async def sweep_once(now: datetime | None = None) -> SweepReport:
-    """One round: every overdue job cancelled, every stalled job requeued or failed."""
+async def sweep_once(now: datetime | None = None, *, recover_stalled: bool = True) -> SweepReport:
+    """One round: every overdue job cancelled, every stalled job requeued or failed (unless
+    `recover_stalled` is False)."""
     now = now or clock.now()
     report = SweepReport()
     connection = connections.get("default")
     await _cancel_overdue(connection, now, report)
-    await _recover_stalled(connection, now, report)
+    if recover_stalled:
+        await _recover_stalled(connection, now, report)
     return report
 
 
@@ -105,18 +107,29 @@ async def _duty(
 
 async def run_sweeper(interval_seconds: float, stop: asyncio.Event) -> None:
     """Sweeps every `interval_seconds` until `stop` is set. A failed round (the database is
-    down) is logged and the next round tries again."""
+    down) is logged and the next round tries again.
+
+    Silence is judged only once this process has reached the database for a whole stall
+    timeout: while the server or its database was down, workers could not report, and their
+    jobs must not be taken from them for it."""
+    reachable_since: datetime | None = None
     while not stop.is_set():
         try:
-            report = await sweep_once()
+            now = clock.now()
+            timeout = settings.current().stall_timeout_seconds
+            if reachable_since is None:
+                reachable_since = now
+            judged = now - reachable_since >= timedelta(seconds=timeout)
+            report = await sweep_once(now, recover_stalled=judged)
             if report.acted:
-                logger.info(
-                    "Sweep: %d requeued, %d failed, %d cancelled",
+                logger.warning(
+                    "Sweep: %d stalled jobs requeued, %d failed, %d cancelled past their deadline",
                     report.requeued,
                     report.failed,
                     report.cancelled,
                 )
         except Exception:
+            reachable_since = None
             logger.exception("Sweep failed; trying again in %.1f s", interval_seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval_seconds)

@@ -592,3 +592,39 @@ def test_the_command_refuses_a_bad_queue_setting_in_one_line(tmp_path: Path) -> 
     assert result.stdout == ""
     assert "RENDERTRACK_STALL_TIMEOUT" in result.stderr and "'soon'" in result.stderr
     assert not (tmp_path / "never.sqlite3").exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("RENDERTRACK_STALL_TIMEOUT", "1e11"),  # would overflow the dates the sweeper computes
+        ("RENDERTRACK_STALL_TIMEOUT", "604801"),
+        ("RENDERTRACK_RETRY_BACKOFF", "1e300"),
+        ("RENDERTRACK_RETRY_BACKOFF", "86401"),
+        ("RENDERTRACK_SWEEP_INTERVAL", "0.000001"),  # would spin the CPU
+        ("RENDERTRACK_SWEEP_INTERVAL", "3601"),
+        ("RENDERTRACK_LOG_LIMIT", "99999999999999999999999"),  # past the int column
+        ("RENDERTRACK_LOG_LIMIT", "16384"),  # a trim could drop the longest line at once
+    ],
+)
+def test_settings_out_of_their_range_are_refused_naming_the_range(
+    variable: str, value: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        Settings.from_env({variable: value})
+    assert variable in str(refused.value) and " to " in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        ("RENDERTRACK_STALL_TIMEOUT", "604800", "stall_timeout_seconds", 604800.0),
+        ("RENDERTRACK_RETRY_BACKOFF", "0", "retry_backoff_seconds", 0.0),
+        ("RENDERTRACK_SWEEP_INTERVAL", "0.1", "sweep_interval_seconds", 0.1),
+        ("RENDERTRACK_LOG_LIMIT", "65536", "log_limit_bytes", 65536),
+    ],
+)
+def test_settings_at_the_edges_of_their_range_are_taken(
+    variable: str, value: str, attribute: str, expected: float
+) -> None:
+    assert getattr(Settings.from_env({variable: value}), attribute) == expected
