@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from domain.errors import BadUserInput, Conflict
 from domain.lifecycle import TERMINAL_STATUSES, JobState, Plan, plan_transition
 from domain.status import JobStatus
 from domain.validation import MAX_REASON_LENGTH, check_reason
@@ -14,6 +15,25 @@ from domain.validation import MAX_REASON_LENGTH, check_reason
 # when its percentage changes: a long frame is silence, not death.
 DEFAULT_STALL_TIMEOUT_SECONDS = 600
 DEFAULT_RETRY_BACKOFF_SECONDS = 10
+
+
+def check_lease(job: JobState, lease: object) -> None:
+    """A report may name the lease its claim answered (`Job.lease`, bumped by every claim and
+    never given back): the fencing token. It is refused once the job has been claimed again, so
+    that a stale holder (a node that went silent and came back, one whose job an admin took
+    back, or two nodes sharing one account) cannot finish the job of the worker that holds it
+    now. None: the report names no lease."""
+    if lease is None:
+        return
+    if isinstance(lease, bool) or not isinstance(lease, int) or lease < 1:
+        raise BadUserInput.single(
+            "lease", "must be a positive integer: the lease number your claim answered"
+        )
+    if lease != job.lease:
+        raise Conflict(
+            f"Job {job.id} was claimed again (lease {job.lease}, {job.status.value}); lease "
+            f"{lease} was lost: stop working on it."
+        )
 
 
 def is_stalled(job: JobState, now: datetime, timeout_seconds: float) -> bool:

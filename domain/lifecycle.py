@@ -22,8 +22,8 @@ class Effect:
     """What a transition sets besides the status, applied in the same UPDATE."""
 
     stamp_queued_at: bool = False
-    # A claim is a lease: started_at = now, progress = 0, the worker, heartbeat_at = now and
-    # one more attempt.
+    # A claim is a lease: started_at = now, progress = 0, the worker, heartbeat_at = now, one
+    # more attempt and a new lease number.
     start: bool = False
     # Back to the queue: progress = 0; started_at, the worker and its heartbeat cleared.
     unstart: bool = False
@@ -80,6 +80,7 @@ class JobState:
     progress: int
     started_at: datetime | None
     attempts: int = 0
+    lease: int = 0
     max_attempts: int = 3
     worker_id: str | None = None
     heartbeat_at: datetime | None = None
@@ -125,6 +126,7 @@ def plan_transition(
             worker_id=worker_id,
             heartbeat_at=now,
             attempts=job.attempts + 1,
+            lease=job.lease + 1,
             not_before=None,
         )
     if effect.unstart:

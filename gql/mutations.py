@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -51,6 +52,16 @@ class SubmitJobInput:
         )
 
 
+# The fencing token on every worker report: the `lease` number the claim answered.
+Lease = Annotated[
+    int | None,
+    strawberry.argument(
+        description="The lease number your claim answered (Job.lease): a report under an "
+        "older lease (the job was claimed again since) is refused with CONFLICT."
+    ),
+]
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(description="Submit a job: it is validated and queued, or FAILED.")
@@ -86,40 +97,51 @@ class Mutation:
         id: strawberry.ID,
         progress: int,
         log: str | None = None,
+        lease: Lease = None,
     ) -> Job:
         actor = require_actor(info)
-        return Job.of(await jobs.report_progress(str(id), progress, log, actor=actor))
+        job = await jobs.report_progress(str(id), progress, log, actor=actor, lease=lease)
+        return Job.of(job)
 
     @strawberry.mutation(
         description="Workers: still alive on this job (a long frame with no new percentage)."
     )
-    async def heartbeat(self, info: Info, id: strawberry.ID) -> Job:
-        return Job.of(await jobs.heartbeat(str(id), actor=require_actor(info)))
+    async def heartbeat(self, info: Info, id: strawberry.ID, lease: Lease = None) -> Job:
+        return Job.of(await jobs.heartbeat(str(id), actor=require_actor(info), lease=lease))
 
     @strawberry.mutation(description="Workers: add lines to the job's log, stamped with UTC time.")
-    async def append_job_log(self, info: Info, id: strawberry.ID, lines: list[str]) -> Job:
-        return Job.of(await jobs.append_log(str(id), lines, actor=require_actor(info)))
+    async def append_job_log(
+        self, info: Info, id: strawberry.ID, lines: list[str], lease: Lease = None
+    ) -> Job:
+        actor = require_actor(info)
+        return Job.of(await jobs.append_log(str(id), lines, actor=actor, lease=lease))
 
     @strawberry.mutation
-    async def complete_job(self, info: Info, id: strawberry.ID) -> Job:
-        return Job.of(await jobs.complete(str(id), actor=require_actor(info)))
+    async def complete_job(self, info: Info, id: strawberry.ID, lease: Lease = None) -> Job:
+        return Job.of(await jobs.complete(str(id), actor=require_actor(info), lease=lease))
 
     @strawberry.mutation(
         description="Workers: the attempt failed. retryable: back to the queue after a backoff "
         "while attempts are left; otherwise FAILED."
     )
     async def fail_job(
-        self, info: Info, id: strawberry.ID, error: str, retryable: bool = False
+        self,
+        info: Info,
+        id: strawberry.ID,
+        error: str,
+        retryable: bool = False,
+        lease: Lease = None,
     ) -> Job:
         actor = require_actor(info)
-        return Job.of(await jobs.fail(str(id), error, actor=actor, retryable=retryable))
+        job = await jobs.fail(str(id), error, actor=actor, retryable=retryable, lease=lease)
+        return Job.of(job)
 
     @strawberry.mutation(
         description="The holding worker (shutting down) or an admin: back to the queue, keeping "
         "its place; the attempt does not count."
     )
-    async def requeue_job(self, info: Info, id: strawberry.ID) -> Job:
-        return Job.of(await jobs.requeue(str(id), actor=require_actor(info)))
+    async def requeue_job(self, info: Info, id: strawberry.ID, lease: Lease = None) -> Job:
+        return Job.of(await jobs.requeue(str(id), actor=require_actor(info), lease=lease))
 
     @strawberry.mutation(description="Admins: create a user; its token is shown this once.")
     async def create_user(

@@ -55,7 +55,13 @@ class Job:
     cancelled_reason: str | None
     created_at: datetime
     updated_at: datetime
-    attempts: int = strawberry.field(description="How many times the job has been claimed.")
+    attempts: int = strawberry.field(
+        description="How many times the job has been claimed (a hand-back gives one back)."
+    )
+    lease: int = strawberry.field(
+        description="Bumped by every claim: workers send it back with their reports (the "
+        "`lease` argument) so that a report from an older claim is refused."
+    )
     max_attempts: int = strawberry.field(
         description="Claims allowed before a stalled or failing job is FAILED (1..10)."
     )
@@ -91,6 +97,7 @@ class Job:
             created_at=job.created_at,
             updated_at=job.updated_at,
             attempts=job.attempts,
+            lease=job.lease,
             max_attempts=job.max_attempts,
             heartbeat_at=job.heartbeat_at,
             not_before=job.not_before,

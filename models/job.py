@@ -55,9 +55,13 @@ class Job(Model):
     # Bumped by every change, in the same UPDATE: subscribers see what they missed.
     sequence = fields.IntField(default=0)
 
-    # The lease: claims so far, the most there may be, the holder's last word, and (after a
-    # retryable failure) the time before which the job is not handed out again.
+    # The lease: attempts so far (a hand-back gives one back), the most there may be, the
+    # holder's last word, and (after a retryable failure) the time before which the job is not
+    # handed out again.
     attempts = fields.IntField(default=0)
+    # Bumped by every claim and never given back: the lease's fencing token, which reports may
+    # carry to prove they come from the current holder.
+    lease = fields.IntField(default=0)
     max_attempts = fields.IntField(default=DEFAULT_MAX_ATTEMPTS)
     heartbeat_at = fields.DatetimeField(null=True)
     not_before = fields.DatetimeField(null=True)

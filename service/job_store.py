@@ -74,6 +74,7 @@ def state_of(job: Job) -> JobState:
         progress=job.progress,
         started_at=job.started_at,
         attempts=job.attempts,
+        lease=job.lease,
         max_attempts=job.max_attempts,
         worker_id=job.worker_id,
         heartbeat_at=job.heartbeat_at,

@@ -131,7 +131,12 @@ async def claim_next(worker: Actor) -> Job | None:
 
 
 async def report_progress(
-    job_id: str, progress: object, log_line: object = None, actor: Actor | None = None
+    job_id: str,
+    progress: object,
+    log_line: object = None,
+    actor: Actor | None = None,
+    *,
+    lease: object = None,
 ) -> Job:
     """Progress only moves forward while RENDERING: a lower value than the stored one is
     ignored (reports can arrive out of order); a log line is appended either way. Every report
@@ -152,10 +157,10 @@ async def report_progress(
         changes["heartbeat_at"] = now
         return [await job_store.compare_and_set(connection, job, changes, now)]
 
-    return await _run(job_id, _worker_check(actor), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps)
 
 
-async def heartbeat(job_id: str, actor: Actor | None = None) -> Job:
+async def heartbeat(job_id: str, actor: Actor | None = None, *, lease: object = None) -> Job:
     """The holder is alive (a long frame with no new percentage): renews its lease. Not a change
     to the job anyone follows: no event."""
 
@@ -164,10 +169,12 @@ async def heartbeat(job_id: str, actor: Actor | None = None) -> Job:
         await _renew(connection, job, now)
         return []
 
-    return await _run(job_id, _worker_check(actor), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps)
 
 
-async def append_log(job_id: str, lines: object, actor: Actor | None = None) -> Job:
+async def append_log(
+    job_id: str, lines: object, actor: Actor | None = None, *, lease: object = None
+) -> Job:
     """Adds lines to the job's log, each stamped with UTC time. The holder appends while the
     job renders (and renews its lease); an admin (or the system) at any time."""
     checked = _check_log_lines(lines)
@@ -181,18 +188,23 @@ async def append_log(job_id: str, lines: object, actor: Actor | None = None) -> 
             changes["heartbeat_at"] = now
         return [await job_store.compare_and_set(connection, job, changes, now)]
 
-    return await _run(job_id, _worker_check(actor), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps)
 
 
-async def complete(job_id: str, actor: Actor | None = None) -> Job:
+async def complete(job_id: str, actor: Actor | None = None, *, lease: object = None) -> Job:
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         return [await _move(connection, job, JobStatus.COMPLETED, now)]
 
-    return await _run(job_id, _worker_check(actor), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps)
 
 
 async def fail(
-    job_id: str, error: object, actor: Actor | None = None, *, retryable: bool = False
+    job_id: str,
+    error: object,
+    actor: Actor | None = None,
+    *,
+    retryable: bool = False,
+    lease: object = None,
 ) -> Job:
     """The attempt failed. A retryable failure with attempts left goes back to the queue and is
     not handed out before its backoff has passed; otherwise the job is FAILED."""
@@ -207,10 +219,10 @@ async def fail(
         )
         return [await _apply(connection, job, plan, now)]
 
-    return await _run(job_id, _worker_check(actor), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps)
 
 
-async def requeue(job_id: str, actor: Actor | None = None) -> Job:
+async def requeue(job_id: str, actor: Actor | None = None, *, lease: object = None) -> Job:
     """The holder hands a RENDERING job back (shutting down), or an admin takes it back: it
     returns to the queue keeping its place, and the attempt does not count."""
 
@@ -218,7 +230,7 @@ async def requeue(job_id: str, actor: Actor | None = None) -> Job:
         plan = leases.plan_hand_back(job_store.state_of(job), now)
         return [await _apply(connection, job, plan, now)]
 
-    return await _run(job_id, _worker_check(actor), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps)
 
 
 async def cancel_if_overdue(job_id: str, now: datetime) -> Job | None:
@@ -433,15 +445,16 @@ def _manager_check(actor: Actor | None) -> Check | None:
     return check
 
 
-def _worker_check(actor: Actor | None) -> Check | None:
-    """Progress, complete, fail, requeue: the worker holding the job, or an admin."""
-    if actor is None:
+def _worker_check(actor: Actor | None, lease: object = None) -> Check | None:
+    """Progress, complete, fail, requeue: the worker holding the job, or an admin; with
+    `lease`, only while the job is still under that claim (the lease's fencing token)."""
+    if actor is None and lease is None:
         return None
 
     def check(job: Job) -> None:
-        if policy.can_work_on_job(actor, job.worker_id):
-            return
-        _refuse(actor, job, "Only the worker holding the job (or an admin) may report on it.")
+        if actor is not None and not policy.can_work_on_job(actor, job.worker_id):
+            _refuse(actor, job, "Only the worker holding the job (or an admin) may report on it.")
+        leases.check_lease(job_store.state_of(job), lease)
 
     return check
 

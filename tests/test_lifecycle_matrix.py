@@ -77,7 +77,7 @@ def expected_changes(source: JobStatus, target: JobStatus, before: dict[str, Any
     if target is S.QUEUED:
         return {"queued_at"} if source is S.VALIDATING else {"progress", "started_at", "worker_id"}
     if target is S.RENDERING:  # the lease too: heartbeat and one more attempt
-        written = {"started_at", "worker_id", "progress", "heartbeat_at", "attempts"}
+        written = {"started_at", "worker_id", "progress", "heartbeat_at", "attempts", "lease"}
         return written - ({"progress"} if before["progress"] == 0 else set())
     if target is S.COMPLETED:
         return {"progress", "completed_at", "actual_time"}

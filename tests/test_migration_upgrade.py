@@ -121,8 +121,8 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
             url,
             [
                 (
-                    "SELECT id, attempts, max_attempts, heartbeat_at, started_at, not_before, "
-                    'log_bytes, log_dropped_lines FROM "jobs" ORDER BY id',
+                    "SELECT id, attempts, lease, max_attempts, heartbeat_at, started_at, "
+                    'not_before, log_bytes, log_dropped_lines FROM "jobs" ORDER BY id',
                     [],
                 ),
                 ('SELECT job_id, line, size FROM "job_log_lines" ORDER BY id', []),
@@ -133,6 +133,7 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
     assert rendering["heartbeat_at"] is not None
     assert str(rendering["heartbeat_at"]) == str(rendering["started_at"])
     assert rendering["attempts"] == 1 and by_id["j-done"]["attempts"] == 1
+    assert rendering["lease"] == 1 and by_id["j-queued"]["lease"] == 0
     assert by_id["j-queued"]["attempts"] == 0 and by_id["j-queued"]["heartbeat_at"] is None
     assert all(row["max_attempts"] == 3 and row["not_before"] is None for row in jobs)
     assert all(row["log_dropped_lines"] == 0 for row in jobs)

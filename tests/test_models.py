@@ -42,7 +42,7 @@ async def test_a_new_job_has_every_default_of_the_specification(user: User) -> N
         "not_before",
     ):
         assert getattr(job, field) is None, field
-    assert (job.attempts, job.max_attempts) == (0, 3)
+    assert (job.attempts, job.lease, job.max_attempts) == (0, 0, 3)
     assert (job.log_bytes, job.log_dropped_lines, job.log_dropped_bytes) == (0, 0, 0)
     assert before - timedelta(seconds=1) <= job.queued_at <= datetime.now(UTC)
     assert job.queued_at.tzinfo is not None

@@ -27,7 +27,7 @@ from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
 from tests.operations import VALID_INPUT, mutate, submit
 
-LEASE = "id status attempts maxAttempts heartbeatAt notBefore startedAt queuedAt progress"
+LEASE = "id status attempts lease maxAttempts heartbeatAt notBefore startedAt queuedAt progress"
 CLAIM = f"mutation {{ claimJob {{ {LEASE} worker {{ id name }} }} }}"
 HEARTBEAT = f"mutation($id: ID!) {{ heartbeat(id: $id) {{ {LEASE} }} }}"
 REQUEUE = (
@@ -628,3 +628,31 @@ def test_settings_at_the_edges_of_their_range_are_taken(
     variable: str, value: str, attribute: str, expected: float
 ) -> None:
     assert getattr(Settings.from_env({variable: value}), attribute) == expected
+
+
+STALE_REPORT = """
+mutation($id: ID!, $lease: Int!) { reportProgress(id: $id, progress: 90, lease: $lease) { id } }
+"""
+
+
+async def test_a_report_under_an_older_lease_is_a_conflict(
+    api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    """Node A's job is taken back by an admin and claimed again by node B on the same account:
+    A's report, naming its lease, is refused and changes nothing; B's lands."""
+    worker, admin = accounts["worker"], accounts["admin"]
+    job_id = await submit(api, accounts["user"].token)
+    first = await claim(api, worker)
+    assert first is not None and first["id"] == job_id and first["lease"] == 1
+    await mutate(api, admin.token, REQUEUE, id=job_id)
+    second = await claim(api, worker)
+    assert second is not None and (second["attempts"], second["lease"]) == (1, 2)
+
+    stale = await api(STALE_REPORT, {"id": job_id, "lease": 1}, worker.token)
+    assert stale.codes == ["CONFLICT"]
+    assert "lease 1 was lost" in stale.errors[0]["message"]
+    assert (await job_of(api, admin.token, job_id))["progress"] == 0
+
+    current = await api(STALE_REPORT, {"id": job_id, "lease": 2}, worker.token)
+    assert not current.errors
+    assert (await job_of(api, admin.token, job_id))["progress"] == 90

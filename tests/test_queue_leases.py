@@ -14,7 +14,7 @@ from tortoise import connections
 
 from app.factory import create_app
 from app.settings import Settings
-from domain.errors import InvalidTransition
+from domain.errors import BadUserInput, Conflict, InvalidTransition
 from domain.events import JobEventKind
 from domain.policy import Actor
 from domain.status import JobStatus
@@ -511,3 +511,70 @@ async def test_the_sweeps_read_their_partial_indexes(backend: str, user: User) -
         # just as selective: either way an index over the unfinished rows, never the table.
         assert "Seq Scan" not in plan and "SCAN jobs" not in plan, plan
         assert index in plan or (backend == "postgres" and "Index" in plan), plan
+
+
+# --- the lease's fencing token ------------------------------------------------------------------
+
+
+async def test_a_stale_holder_cannot_finish_the_job_of_the_current_one(
+    owner: Actor, worker: Actor, stall_timeout: float
+) -> None:
+    """Two render nodes share one worker account: node A claims, goes silent, comes back after
+    node B claimed the job again. Reports under A's lease are refused; B's land."""
+    job = await rendering(owner, worker)
+    lease_a = job.lease
+    assert lease_a == 1
+    await jobs.report_progress(job.id, 40, actor=worker, lease=lease_a)
+    clock.advance(stall_timeout + 1)
+    assert (await sweeper.sweep_once()).requeued == 1
+    again = await jobs.claim_next(worker)  # node B, same account
+    assert again is not None and again.id == job.id and again.lease == lease_a + 1
+    await assert_stale_reports_refused(job.id, worker, lease_a, again.lease)
+
+    await jobs.report_progress(job.id, 10, actor=worker, lease=again.lease)
+    done = await jobs.complete(job.id, actor=worker, lease=again.lease)
+    assert done.status is S.COMPLETED
+
+
+async def test_a_job_taken_back_by_an_admin_gets_a_new_lease_though_the_attempt_is_given_back(
+    owner: Actor, worker: Actor, admin: Actor
+) -> None:
+    job = await rendering(owner, worker)
+    await jobs.requeue(job.id, actor=admin)  # the worker on node A keeps rendering, unaware
+    again = await jobs.claim_next(worker)  # node B
+    assert again is not None and again.attempts == job.attempts and again.lease == job.lease + 1
+    await assert_stale_reports_refused(job.id, worker, job.lease, again.lease)
+
+
+async def assert_stale_reports_refused(job_id: str, worker: Actor, stale: int, now: int) -> None:
+    before = await stored(job_id)
+    stale_reports = [
+        jobs.report_progress(job_id, 95, actor=worker, lease=stale),
+        jobs.heartbeat(job_id, actor=worker, lease=stale),
+        jobs.append_log(job_id, ["A is back"], actor=worker, lease=stale),
+        jobs.complete(job_id, actor=worker, lease=stale),
+        jobs.fail(job_id, "A gives up", actor=worker, lease=stale),
+        jobs.requeue(job_id, actor=worker, lease=stale),
+    ]
+    for report in stale_reports:
+        with pytest.raises(Conflict) as refused:
+            await report
+        assert f"(lease {now}, RENDERING)" in refused.value.message
+        assert f"lease {stale} was lost" in refused.value.message
+    after = await stored(job_id)
+    assert (after.status, after.progress, after.sequence, after.heartbeat_at) == (
+        before.status,
+        before.progress,
+        before.sequence,
+        before.heartbeat_at,
+    )
+
+
+@pytest.mark.parametrize("lease", [0, -1, True, "1", 1.0])
+async def test_a_lease_that_is_no_lease_number_is_bad_input(
+    owner: Actor, worker: Actor, lease: object
+) -> None:
+    job = await rendering(owner, worker)
+    with pytest.raises(BadUserInput) as refused:
+        await jobs.heartbeat(job.id, actor=worker, lease=lease)
+    assert [error.field for error in refused.value.errors] == ["lease"]

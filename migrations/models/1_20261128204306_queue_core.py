@@ -1,4 +1,4 @@
-"""The queue core: leases (attempts, max_attempts, heartbeat_at, not_before), the log kept line
+"""The queue core: leases (attempts, lease, max_attempts, heartbeat_at, not_before), the log kept line
 by line in job_log_lines (with its size on the job), and the partial indexes that serve the
 claim, the sweeper and the estimates without reading history.
 
@@ -19,6 +19,7 @@ RUN_IN_TRANSACTION = True
 _ADD_COLUMNS = {
     "postgres": """
         ALTER TABLE "jobs" ADD "attempts" INT NOT NULL DEFAULT 0;
+        ALTER TABLE "jobs" ADD "lease" INT NOT NULL DEFAULT 0;
         ALTER TABLE "jobs" ADD "max_attempts" INT NOT NULL DEFAULT 3;
         ALTER TABLE "jobs" ADD "heartbeat_at" TIMESTAMPTZ;
         ALTER TABLE "jobs" ADD "not_before" TIMESTAMPTZ;
@@ -34,6 +35,7 @@ _ADD_COLUMNS = {
         CREATE INDEX IF NOT EXISTS "idx_job_log_lines_job" ON "job_log_lines" ("job_id", "id");""",
     "sqlite": """
         ALTER TABLE "jobs" ADD "attempts" INT NOT NULL DEFAULT 0;
+        ALTER TABLE "jobs" ADD "lease" INT NOT NULL DEFAULT 0;
         ALTER TABLE "jobs" ADD "max_attempts" INT NOT NULL DEFAULT 3;
         ALTER TABLE "jobs" ADD "heartbeat_at" TIMESTAMP;
         ALTER TABLE "jobs" ADD "not_before" TIMESTAMP;
@@ -65,7 +67,7 @@ _BOTH = """
         UPDATE "jobs" SET "log_bytes" = (
             SELECT COALESCE(SUM("size"), 0) FROM "job_log_lines"
             WHERE "job_log_lines"."job_id" = "jobs"."id");
-        UPDATE "jobs" SET "attempts" = 1 WHERE "started_at" IS NOT NULL;
+        UPDATE "jobs" SET "attempts" = 1, "lease" = 1 WHERE "started_at" IS NOT NULL;
         UPDATE "jobs" SET "heartbeat_at" = COALESCE("started_at", "updated_at")
             WHERE "status" = 'RENDERING';
         ALTER TABLE "jobs" DROP COLUMN "logs";
@@ -104,6 +106,7 @@ _DROP = """
         DROP INDEX IF EXISTS "idx_jobs_done_project";
         DROP INDEX IF EXISTS "idx_jobs_done_at";
         ALTER TABLE "jobs" DROP COLUMN "attempts";
+        ALTER TABLE "jobs" DROP COLUMN "lease";
         ALTER TABLE "jobs" DROP COLUMN "max_attempts";
         ALTER TABLE "jobs" DROP COLUMN "heartbeat_at";
         ALTER TABLE "jobs" DROP COLUMN "not_before";
@@ -127,41 +130,41 @@ async def downgrade(db: BaseDBAsyncClient) -> str:
 
 
 MODELS_STATE = (
-    "eJztXG1zmzgQ/isePvVmep3EiZM0c3MztkNat47dc5y20/MNI4Ns04BEQTTx9fLfTxJg3j"
-    "lwDIddvth42UXSs8uyu2L9Q9CxAjXr1Z0FTeGy9UNAQIf0IER/2RKAYfhURiBgrnFGm3Jw"
-    "CphbxAQyocQF0CxISQq0ZFM1iIoRpSJb0xgRy5RRRUufZCP1mw0lgpeQrPhE/vyLklWkwE"
-    "doeT+Ne2mhQk0JzVNV2NicLpG1wWn9FTCvOScbbi7JWLN15HMba7LCaMNOZ8OoS4igCQhU"
-    "Agtg83MX6pGcuVICMW24maTiExS4ALbGYBB+W9hIZqtvuXDOgQVfIfggqcrv7uQC7JI0Gk"
-    "+lW3EqSUIB9GSMGPIqIhaHRgePkgbRkqzoz3bnyRnHh8jhYgN+7E76b7uTF+3OL2xATNXn"
-    "KHXknmnzU0/8EoAA5yJcIb4GoA5UrYgSNgJV6cGDrnSwT9pHOdCmXKlw83MMbx9f/l0AXo"
-    "9/K3Rd7Dbgeiw+uv69XTm87U4+Y86y5k4UXhNrKfCKyNY5xAM6J4BkGIPak92NIefBWri7"
-    "FScFPYfQvboZjC5b/GuG2BUuW+xzhj6NJ+/ZL+db2EInx2c5VHJ8lqoRdiqsEILvIZJWwF"
-    "oVsfqw1MF5lrPTHDCfnabCzE6FYVYtiT6s1e8Jxt/D1K4BSnmEBuUiOM+pYFmW72FfAtQZ"
-    "0PbG4yG7sm5Z3zROGEwjGN/d9ERq4hx6yqQSTh6MphHAZRMySCRA4ohf0TNE1WEy5GHJCO"
-    "aKK/rKOyhLAWXaOl2gMkba2tVzhkKmgxvxdtq9+RDSylV3KrIzbU5dR6gvou5nc5HWp8H0"
-    "bYv9bH0Zj0QOL7bI0uQj+nzTLwKbE7AJlhB+kIAScAce1UMtpHXbULbUeliy0XpdtO5hFF"
-    "A7nz1LURb3gRCZEeZAvn8ApiKFzvjm8RXPrQQH7Epdv59ADXBc4ybgphTv8HwPdf/kWbtH"
-    "9W0g4DE1QC1bkaoCqWbBbypGzLBwG6eZWvyU3tajFIDAki+Jjc1GCiCVUAdwAUwvA3g6Kr"
-    "UK8EPwV8ELDzSPFhgPfDTozWvRETYr9AsEj9yAJNstZXimIXA5Oln+gxte4Oo04ie2lfvi"
-    "Lnvuyxumik2VrBkXXbTt+Pm8o3nSkiOaf1jus2SWy2hFxguIZYzV1GhqW6MxTPwVykQqWk"
-    "uIylWX6O53UQHbxLCLwx0Ra9DOhzaBukEjACgZgBQrGkQFDxDx46N2ntoBY0sv0vCTYdC5"
-    "rykKeEioATs32K5jKAp3RKwBPDfgfjy3TV3Yl66wMvxBHF0NRm+KFoddscuWezBDH7vDAU"
-    "2iOdE/nqE/7sQ78eqy5XzP0IQKiBPOtjmcof745sNQnDLGzeEMXXcHQ0ZyvilXd9QXh5y0"
-    "OaxH+TkYmYd1P0AkLUryRSIKZ1lbSQrvlHWDLdkMfm0fn56fXpycnV5QFj7LDeU8A/N43Z"
-    "PGkKyyknAzZQDqi1QH6NGeAIrgownpOkyWnEnFkqsk2Z1sFNZor6SUGNMHjo69UJdx0D9C"
-    "cw6Iqr+7HY/+C3z/GtG6riqT1j8tTbXymHk9C1ZJqDNQQrVbD+wXN93PUT30h+NeBH5omt"
-    "iUdOoTwDIhpZrCxxRXEhM8hG3xrEq5+HmaDfSmUD4cj9547Nno+xWqGPLZexghwf9rCyOl"
-    "xGMTmZXvS6vx7O92RnwXiwa05na7WGHJHZjAHt2K+6ZlGeuGBrfco47INpqus6ahRXXAd5"
-    "c9XeSMzOOCW8Xn1ahWsCDVoWLlTCx3HKYDmdhAKwpwRKpBNw3d8E5WQW8Vl278VZ39laMq"
-    "jbodEwLL2enPmwEkyTZJQPEkwIJ02W61M6czC4o0dZyYCyNs/4kUKYwFRRpAo4CyKtAWoE"
-    "bFqgP2ZE+AXUGaxM0hIFs8aqOyzYO2zg9ahIk0hwtsJrj5bD2HJRst11nLGl5K8zWBRbxk"
-    "SKZ59kRdJINHMbFh0DhTU1FhaGOyDcRZEG9jvTHZBuKmR+XQuxWaHpWfUetpPSohrbvvz8"
-    "dUnv72QEDkAN8l29Vr2D7ED9i8LwxySOgQClVloBxrtgrbdRzva5qYqEv0Hq5jr+4ltwx5"
-    "/3yxZyad1jREySZ42DRnBG9luna6Yuj0rU6oW5kM+lMhwZCrQ7VmFpwX1NCtmwJrnq5AFq"
-    "2mJBEFu96GeDmkFzogQy67+81DLLkJLoBnZi+cFFJhdU1x/lt9uTvj/KmyX3whO+jv6qnL"
-    "1GQs8dGWkH25t9jzGrzKfLA52dfrdvvk5Lx9dHJ20Tk9P+9cHG3SsPiprHysN3jDUrLQg8"
-    "/L0dJ7uzTXHvPuh3n8BxHBVb4Jpv5daAPMZa+u0lC+ue+s2FD87eVnvrNcO0CrDYxd7/7M"
-    "CO6w/m8gGsH5FhYK3/rd2373SsyK3soMS7rQVOVVUkjinskMR4DPU5u/6PtZYoNnOsv0p/"
-    "53aFpq0osw6d4zIHKQ7rOErg92UxVA2GU/QHSPj/L8syHlyuiyjP2zIR2RQJRQdE5voQmI"
-    "PKtzpm5o77R15mW4Vswu0EsKDap8mD39C3Ifj8Q="
+    "eJztXG1z2jgQ/iuMP/Vmep2EhCTN3NwMEKelJdAjpO30uPEIW4AbI7m23ITr5b+fJL+/nk"
+    "2wz1B/AbPetaRn1+vdlZcfwhorUDNf3ZnQEC5bPwQE1pAehOgvWwLQdZ/KCATMNc5oUQ5O"
+    "AXOTGEAmlLgAmgkpSYGmbKg6UTGiVGRpGiNimTKqaOmTLKR+s6BE8BKSFZ/In39RsooU+A"
+    "hN96d+Ly1UqCmheaoKG5vTJbLROa2/AsY152TDzSUZa9Ya+dz6hqww8tjpbBh1CRE0AIFK"
+    "YAFsfs5CXZI9V0oghgW9SSo+QYELYGkMBuG3hYVktvqWA+ccmPAVgg+SqvzuTC7ALkmj8V"
+    "S6FaeSJBRAT8aIIa8iYnJo1uBR0iBakhX92e482eP4ENlcbMCP3Un/bXfyot35hQ2Iqfps"
+    "pY6cM21+6olfAhBgX4QrxNcAXANVK6IET6AqPbjQlQ72SfsoB9qUKxVufo7h7ePLvwvA6/"
+    "Jvha6DnQeuy+Kj69/blcPb7uQz5ixr7kThNbCWAq+IrDWHeEDnBJAMY1C7srsx5DxYC3e3"
+    "4qSg5xC6VzeD0WWLf80Qu8Jli33O0Kfx5D37ZX8LW+jk+CyHSo7PUjXCToUVQvA9RNIKmK"
+    "siVh+WOjjPcnaaA+az01SY2akwzKop0Ye1+j3B+HuY2jVAKY/QoFwE5zkVLMvyXexLgDoD"
+    "2t54PGRXXpvmN40TBtMIxnc3PZGaOIeeMqmEkwejaQRw2YAMEgmQOOJX9AxR1zAZ8rBkBH"
+    "PFEX3lHpSlgDJtnS5QGSNt4+g5QyHTwY14O+3efAhp5ao7FdmZNqduItQXUffjXaT1aTB9"
+    "22I/W1/GI5HDi02yNPiIPt/0i8DmBCyCJYQfJKAE3IFLdVELad3SlS21HpZstF4XrbsYBd"
+    "TOZ89SlMV9IERmhDmQ7x+AoUihM755fMVzM8EBO1LX7ydQAxzXuAk4KcU7PN9D3T+51u5S"
+    "fRsIeEwNUMtWpKpAqlnwm4oRMyzcxmmmFj+1bq+jFIDAki+Jjc1GCiCVUAdwAEwvA7g6Kr"
+    "UK8EPwV8ELDzSPFhgPfNTpzWvSEbwV+gWCR25AkuWUMlzTELgcnSz/wQ0vcHUa8RPLzH1x"
+    "hz335XVDxYZKNoyLLtqy/Xze0VxpyRbNPyz3WTLLZbQi4wXEMsZqajS1rdHoBv4KZSIVrS"
+    "VE5apLdPe7qIAtolvF4Y6INWjnQ5vAtU4jACjpgBQrGkQFDxDx46N2ntoBY0sv0vCTYdC5"
+    "rykKeEioATs32I5jKAp3RKwBPDfgfjy3TV3Yl66wMvxBHF0NRm+KFocdscuWczBDH7vDAU"
+    "2iOdE/nqE/7sQ78eqyZX/P0IQKiBPO5h3OUH9882EoThmjdzhD193BkJHsb8rVHfXFISd5"
+    "h/UoPwcj87DuB4ikRUm+SEThLGsrSeGdsm6wJZvBr+3j0/PTi5Oz0wvKwmfpUc4zMI/XPW"
+    "kMySorCTdTBqC+SHWAHu0JoAg+GpCuw2DJmVQsuUqS3clGYY32SkqJMX3g6NgLdRkH/SM0"
+    "5oCo63e349F/ge9fI1rXVWXS+qelqWYeM69nwSoJdQZKqHbrgv3ipvs5qof+cNyLwA8NAx"
+    "vSmvoEsExIqabwMcWVxAQPYVs8q1Iufp5mA+0Vyofj0RuXPRt9v0IVQz57DyMk+H9tYaSU"
+    "eCwis/J9aTWe/d3OiO9i0YDW2G4XKyy5AxPYo1tx37Qs47WuwS33qCOyjabrrGloUh3w3W"
+    "VXFzkj87jgVvF5NaoVTEh1qJg5E8sdh+lAJhbQigIckWrQTUM3vJNV0FvFpRt/VWd/ZatK"
+    "o27HgMC0d/rzZgBJsk0SUDwJMCFdtlPtzOnMgiJNHSfmwgjbfyJFCmNBkQbQKKAavb+LmK"
+    "fH30AZhZIV1Lawz6hYdcCe7AmwK0jz4TkEZIuoJSrbxCx1jlkQJtIcLrCR4JKy9RyWbLRc"
+    "Zy1reCnNNwQW8ZIhmebZE3uMU3gUA+s6Ddk1FRWGNibbQJwF8TbWG5NtIG7afQ698aNp9/"
+    "kZtZ7W7hPSutOKEFN5+osYAZEDfC1vV2+0+xA/YOO+MMghoUOo+ZWBcqxvLWzXcbyvaWKi"
+    "LtF7uIm9BZncfeX+iciemXRa/xUlG+DB63MJ3sp07XTF0G4BnlC3Mhn0p0KCIVeHas0sOC"
+    "+ooVs3BdY8DZYsWk1JIgo2EA7xckgvdECGXHYjoYtYcj9hAM/MtkIppMLq+gv9FyRzNxn6"
+    "U2W/+EJ20CrXU5epyVjioy0h+3Jusef1ypX5YLOzr9ft9snJefvo5Oyic3p+3rk48tKw+K"
+    "msfKw3eMNSstCDz83R0tvkNMce824tuvwHEcFVvp+o/l1oL9Fhr67SUL6576zYUPxF8Ge+"
+    "/l07QKsNjB3v/swI7rD+uiEawfkWFgrf+t3bfvdKzIreygxLutBQ5VVSSOKcyQxHgM9Tm3"
+    "87/Flig2c6y/Sn/ndomGrSO0Xp3jMgcpDus4QGGnZTFUDYYT9AdI+P8vxJJOXKaFiN/Ukk"
+    "HZFAlFB0Tu9GCog8qwmpbmjvtAvpZbhWzC7QSwoNqnyYPf0LELj2hw=="
 )
