@@ -17,6 +17,7 @@ from typing import TypeVar
 from app.database import open_database, prepare_database_location, redact
 from app.migrations import apply_migrations, pending_model_changes
 from app.settings import ENVIRONMENT_HELP, Settings
+from app.sqlite_lock import SQLiteInUse, hold_server_lock
 from domain.errors import DomainError
 from domain.status import Role
 from models.config import is_postgres
@@ -99,6 +100,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             "--workers above 1 needs PostgreSQL: with SQLite, live events reach only the "
             "subscribers of the process that made the change"
         )
+    prepare_database_location(settings.database_url)  # a SQLite path that cannot be used
+    try:
+        server_lock = hold_server_lock(settings.database_url)
+    except SQLiteInUse as refusal:
+        return _fail(str(refusal))
     asyncio.run(_prepare_database(settings))
     # Worker processes read their settings from the environment: hand them the final values.
     os.environ["RENDERTRACK_DATABASE_URL"] = settings.database_url
@@ -115,6 +121,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level="info",
         log_config=_stderr_logging(),
     )
+    if server_lock is not None:
+        server_lock.close()
     return 0
 
 
@@ -125,6 +133,9 @@ def _stderr_logging() -> dict:
 
     config = copy.deepcopy(LOGGING_CONFIG)
     config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    # rendertrack's own messages (the sweeper's actions, unexpected errors) beside uvicorn's.
+    for package in ("app", "gql", "service"):
+        config["loggers"][package] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     return config
 
 

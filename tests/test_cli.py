@@ -6,6 +6,7 @@ PostgreSQL run. Serving PostgreSQL with several processes is tests/test_many_pro
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -260,3 +261,20 @@ async def test_serve_bootstraps_an_admin_once_and_serves_health_and_graphiql(
     assert "created the first user" not in again.log_text()
     admins = [user for user in listed_users(url, tmp_path) if user[2] == "ADMIN"]
     assert len(admins) == 1
+
+
+@pytest.mark.slow
+async def test_a_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db' / 'rendertrack.sqlite3'}"
+    async with rendertrack_serve(url, tmp_path / "first", cwd=tmp_path) as server:
+        await server.until_healthy()
+        second = await asyncio.to_thread(
+            rendertrack, "serve", "--port", "1", database_url=url, cwd=tmp_path
+        )
+        message = assert_refused(second)
+        assert "one server per SQLite file" in message and "PostgreSQL" in message
+        await server.stop()
+    # Once the first has stopped, the file is free again.
+    async with rendertrack_serve(url, tmp_path / "again", cwd=tmp_path) as again:
+        assert (await again.until_healthy()).json() == {"status": "ok"}
+        await again.stop()
