@@ -1,11 +1,16 @@
 """Who may see and do what. Roles: ADMIN everything, USER their own jobs, WORKER the jobs it
-holds. A job the actor may not see is reported as not found, never as forbidden."""
+holds and the claimable queue. A job the actor may not see is reported as not found, never as
+forbidden.
+
+`can_see_job` is the one visibility rule: every read path (job, jobs, queue, jobStats, nested
+lists, both subscriptions on every delivery) uses it or its query form in
+service/visibility.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.status import Role
+from domain.status import JobStatus, Role
 
 
 @dataclass(frozen=True)
@@ -18,10 +23,19 @@ class Actor:
         return self.role is Role.ADMIN
 
 
-def can_see_job(actor: Actor, owner_id: str, worker_id: str | None) -> bool:
-    return (
-        actor.is_admin or actor.id == owner_id or (worker_id is not None and actor.id == worker_id)
-    )
+def can_see_job(actor: Actor, owner_id: str, worker_id: str | None, status: JobStatus) -> bool:
+    """ADMIN: every job. USER: their own. WORKER: the jobs it holds, and the QUEUED ones (a
+    worker may claim any of them, so it may read their render spec first)."""
+    if actor.is_admin or actor.id == owner_id:
+        return True
+    if actor.role is not Role.WORKER:
+        return False
+    return (worker_id is not None and actor.id == worker_id) or status is JobStatus.QUEUED
+
+
+def can_see_owner(actor: Actor) -> bool:
+    """Who submitted a job (their email and name): never shown to workers."""
+    return actor.role is not Role.WORKER
 
 
 def can_list_jobs_of(actor: Actor, owner_id: str) -> bool:

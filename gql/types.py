@@ -12,7 +12,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from domain import estimates
+from domain import estimates, policy
 from domain.lifecycle import allowed_transitions
 from domain.status import JobStatus as DomainJobStatus
 from domain.status import Role as DomainRole
@@ -157,10 +157,12 @@ class Job:
             queue_position=position, finished_recently=finished, now=now
         )
 
-    @strawberry.field(description="The user who submitted the job.")
-    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")]:
+    @strawberry.field(description="The user who submitted the job; null for workers.")
+    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
+        if not policy.can_see_owner(require_actor(info)):
+            return None
         owner = await info.context.users_by_id.load(self.model.user_id)
-        return User.of(owner)
+        return None if owner is None else User.of(owner)
 
     @strawberry.field(description="The statuses this job may move to from where it stands.")
     def allowed_transitions(self) -> list[JobStatus]:

@@ -460,6 +460,6 @@ def _worker_check(actor: Actor | None, lease: object = None) -> Check | None:
 
 
 def _refuse(actor: Actor, job: Job, why: str) -> None:
-    if policy.can_see_job(actor, job.user_id, job.worker_id):
+    if policy.can_see_job(actor, job.user_id, job.worker_id, JobStatus(job.status)):
         raise Forbidden(why)
     raise NotFound("Job", job.id)

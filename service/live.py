@@ -37,7 +37,8 @@ async def follow_job(bus: EventBus, actor: Actor, job_id: str) -> AsyncIterator[
 
     The subscription is made before the snapshot is read, so no change committed in between is
     missed; changes the snapshot already holds (sequence not newer) are skipped. After a Resync
-    (events were lost) a fresh snapshot is sent."""
+    (events were lost) a fresh snapshot is sent. Visibility is checked again on every delivery:
+    a job the actor may no longer see ends the stream with NOT_FOUND."""
     subscription = bus.subscribe(
         lambda event: event.job_id == job_id, buffer_size=SUBSCRIBER_BUFFER
     )
@@ -59,6 +60,9 @@ async def follow_job(bus: EventBus, actor: Actor, job_id: str) -> AsyncIterator[
             resync = isinstance(item, Resync)
             if resync or item.job is None or item.event.sequence <= seen:
                 continue
+            event = item.event
+            if not policy.can_see_job(actor, event.user_id, event.worker_id, event.status):
+                raise NotFound("Job", job_id)  # e.g. a worker whose job went to another
             seen = item.event.sequence
             yield Update(item.job, item.event)
             if lifecycle.is_terminal(item.event.status):
@@ -82,7 +86,7 @@ async def follow_events(
 
     def match(event: JobEvent) -> bool:
         return (
-            policy.can_see_job(actor, event.user_id, event.worker_id)
+            policy.can_see_job(actor, event.user_id, event.worker_id, event.status)
             and (wanted is None or event.status in wanted)
             and (owner_id is None or event.user_id == owner_id)
         )

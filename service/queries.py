@@ -21,9 +21,10 @@ from domain import estimates, policy
 from domain.errors import BadUserInput, FieldError, Forbidden
 from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
-from domain.status import JobStatus, Role
+from domain.status import JobStatus
 from models import Job, User
 from service import clock, job_store
+from service.visibility import visible_jobs
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -55,22 +56,14 @@ class Page:
     has_previous_page: bool
 
 
-def visible_jobs(actor: Actor) -> QuerySet[Job]:
-    """ADMIN: every job; USER: their own; WORKER: the jobs it holds. The query form of
-    domain.policy.can_see_job (workers submit nothing, so they own no jobs)."""
-    if actor.is_admin:
-        return Job.all()
-    if actor.role is Role.WORKER:
-        return Job.filter(worker_id=actor.id)
-    return Job.filter(user_id=actor.id)
-
-
 async def job_for(actor: Actor, job_id: str) -> Job | None:
     """The job, or None when it does not exist or the actor may not see it."""
     if not is_well_formed_id(job_id):
         return None
     job = await job_store.read_row(job_id)
-    if job is None or not policy.can_see_job(actor, job.user_id, job.worker_id):
+    if job is None or not policy.can_see_job(
+        actor, job.user_id, job.worker_id, JobStatus(job.status)
+    ):
         return None
     return job
 
@@ -166,13 +159,12 @@ def decode_cursor(cursor: str, field: str) -> tuple[datetime, str]:
 
 
 async def queue(actor: Actor, first: int | None = None) -> list[Job]:
-    """QUEUED jobs in claim order. Admins and workers see the whole queue; users their part."""
+    """The QUEUED jobs the actor may see (admins and workers: all; users: theirs), in claim
+    order."""
     size = min(DEFAULT_PAGE_SIZE if first is None else first, MAX_PAGE_SIZE)
     if size < 0:
         raise BadUserInput.single("first", "must not be negative")
-    jobs = Job.filter(status=JobStatus.QUEUED).only(*job_store.ROW_FIELDS)
-    if actor.role is Role.USER:
-        jobs = jobs.filter(user_id=actor.id)
+    jobs = visible_jobs(actor).filter(status=JobStatus.QUEUED).only(*job_store.ROW_FIELDS)
     return await jobs.order_by("-priority", "queued_at", "id").limit(size)
 
 

@@ -145,11 +145,12 @@ OPERATIONS: dict[str, tuple[str, dict[str, str | None]]] = {
     ),
     "cancelJob": (
         'mutation($id: ID!) { cancelJob(id: $id, reason: "stop") { status } }',
-        {"admin": None, "user": None, "worker": "NOT_FOUND", "other": "NOT_FOUND"},
+        # A worker may see a QUEUED job (it may claim it), not manage it.
+        {"admin": None, "user": None, "worker": "FORBIDDEN", "other": "NOT_FOUND"},
     ),
     "setJobPriority": (
         "mutation($id: ID!) { setJobPriority(id: $id, priority: 9) { priority } }",
-        {"admin": None, "user": None, "worker": "NOT_FOUND", "other": "NOT_FOUND"},
+        {"admin": None, "user": None, "worker": "FORBIDDEN", "other": "NOT_FOUND"},
     ),
     "claimJob": (
         "mutation { claimJob { id } }",
