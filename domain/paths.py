@@ -1,8 +1,11 @@
-"""Rules for the file references of a render job: template, data and output paths.
+"""Rules for the file references of a render job: template, data and output paths, and the
+paths inside its nexrender_config.
 
 A reference is either an absolute local path (POSIX ``/mnt/renders/promo.aep``, Windows drive
 ``C:\\jobs\\promo.aep`` or ``C:/jobs/promo.aep``, UNC ``\\\\nas\\share\\promo.aep``) or a URI
-with one of `URI_SCHEMES`. Pure: standard library only.
+with one of the accepted schemes (`URI_SCHEMES` unless RENDERTRACK_ALLOWED_URI_SCHEMES says
+otherwise). A ``file:`` URI is a local path. Local paths must lie inside the allowed roots when
+there are any. Pure: standard library only.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ _UNC = re.compile(r"\\\\[^\\/]+[\\/][^\\/]+")
 _SEPARATORS = re.compile(r"[\\/]")
 _FRAME_PATTERN = re.compile(r"\[#+\]")
 _ROOT_SEPARATORS = re.compile(r"[;\r\n]")
+_SCHEME_SETTING = re.compile(r"[a-z][a-z0-9+.-]*")
 _LOCAL_HOSTS = ("", "localhost")
 
 
@@ -40,7 +44,11 @@ def _one_of(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " or " + items[-1] if len(items) > 1 else "".join(items)
 
 
-_FORM_RULE = f"must be an absolute path or a {_one_of(URI_SCHEMES)} URI"
+def _form_rule(schemes: Sequence[str], *, relative: bool = False) -> str:
+    forms = "an absolute path" + (f" or a {_one_of(schemes)} URI" if schemes else "")
+    if relative:
+        return f"must be a path inside the job's folder (relative, without '..'), {forms}"
+    return f"must be {forms}"
 
 
 @dataclass(frozen=True)
@@ -72,43 +80,56 @@ def _scheme_name(scheme: str) -> str:
     return scheme if len(scheme) <= 16 else scheme[:16] + "..."
 
 
-def _parse(value: str) -> _Reference | str:
-    """The parsed reference, or the message saying why `value` is not one."""
+def _is_relative(value: str) -> bool:
+    """A path with no drive, no root, no UNC prefix and no scheme: `out/promo.mp4`."""
+    return not (
+        _DRIVE.match(value) or value.startswith(("/", "\\")) or _SCHEME.match(value) is not None
+    )
+
+
+def _parse(value: str, schemes: Sequence[str], *, relative: bool = False) -> _Reference | str:
+    """The parsed reference, or the message saying why `value` is not one. With `relative`, a
+    relative path is accepted as one inside the job's own folder (no allowed roots apply)."""
+    rule = _form_rule(schemes, relative=relative)
+    if relative and _is_relative(value):
+        return _Reference(path=value, local=None)
     if _DRIVE.match(value):  # `C:\x` is a drive, not a URI with scheme `c`
         if _DRIVE_ABSOLUTE.match(value):
             return _Reference(path=value, local=value)
-        return f"{_FORM_RULE} (a drive letter needs '\\' after the colon, e.g. C:\\jobs\\x.aep)"
+        return f"{rule} (a drive letter needs '\\' after the colon, e.g. C:\\jobs\\x.aep)"
     if value.startswith("\\\\"):
         if _UNC.match(value):
             return _Reference(path=value, local=value)
-        return f"{_FORM_RULE} (a UNC path needs a server and a share: \\\\server\\share\\...)"
+        return f"{rule} (a UNC path needs a server and a share: \\\\server\\share\\...)"
+    if value.startswith("\\"):
+        return f"{rule} (a path from '\\' needs a drive letter: C:\\jobs\\x.aep)"
     if value.startswith("/"):
         return _Reference(path=value, local=value)
     scheme = _SCHEME.match(value)
     if scheme is None:
-        return f"{_FORM_RULE} (a relative path is not accepted)"
-    return _parse_uri(value, scheme.group(1).lower())
+        return f"{rule} (a relative path is not accepted)"
+    return _parse_uri(value, scheme.group(1).lower(), schemes, rule)
 
 
-def _parse_uri(value: str, scheme: str) -> _Reference | str:
-    if scheme not in URI_SCHEMES:
-        return f"{_FORM_RULE} (scheme '{_scheme_name(scheme)}' is not accepted)"
+def _parse_uri(value: str, scheme: str, schemes: Sequence[str], rule: str) -> _Reference | str:
+    if scheme not in schemes:
+        return f"{rule} (scheme '{_scheme_name(scheme)}' is not accepted)"
     # `[####]` is a frame pattern, not the start of a fragment: keep it in the path.
     protected = _FRAME_PATTERN.sub(lambda match: match.group(0).replace("#", "%23"), value)
     try:
         parts = urlsplit(protected)
         host = parts.hostname
     except ValueError:
-        return f"{_FORM_RULE} (this {scheme} URI cannot be parsed)"
+        return f"{rule} (this {scheme} URI cannot be parsed)"
     path = unquote(parts.path)
     if scheme == "file":
-        return _file_reference(parts.netloc, path)
+        return _file_reference(parts.netloc, path, rule)
     if not host:
         return f"must name a host (or bucket) after '{scheme}://'"
     return _Reference(path=path, local=None)
 
 
-def _file_reference(netloc: str, path: str) -> _Reference | str:
+def _file_reference(netloc: str, path: str, rule: str) -> _Reference | str:
     if _DRIVE.fullmatch(netloc):  # file://C:/jobs/x.aep
         local = netloc + path
     elif netloc.lower() in _LOCAL_HOSTS:
@@ -116,7 +137,7 @@ def _file_reference(netloc: str, path: str) -> _Reference | str:
     else:  # file://server/share/x.aep names a UNC path
         local = "\\\\" + netloc + path.replace("/", "\\")
     if not is_absolute_path(local):
-        return f"{_FORM_RULE} (a file URI needs an absolute path: file:///mnt/x.aep)"
+        return f"{rule} (a file URI needs an absolute path: file:///mnt/x.aep)"
     return _Reference(path=path, local=local)
 
 
@@ -200,6 +221,36 @@ def _gate_problem(value: str) -> str | None:
     return None
 
 
+def _path_messages(
+    value: object,
+    extensions: Sequence[str] | None,
+    allowed_roots: Sequence[str],
+    uri_schemes: Sequence[str],
+    *,
+    frame_pattern: bool = False,
+    relative: bool = False,
+) -> list[str]:
+    """The rule shared by every path: length, control characters, form, '..', the extension
+    (when `extensions` is given), and the allowed roots for a local path."""
+    if not isinstance(value, str):
+        return ["must be a string"]
+    gate = _gate_problem(value)
+    reference = _parse(value, uri_schemes, relative=relative) if gate is None else gate
+    if isinstance(reference, str):
+        return [reference]
+    messages: list[str] = []
+    traversal = has_parent_segment(reference.path)
+    if traversal:
+        messages.append("must not contain a '..' segment")
+    if extensions is not None:
+        extension = _extension_problem(reference.path, extensions, frame_pattern)
+        if extension is not None:
+            messages.append(extension)
+    if not traversal and not _inside_allowed_roots(reference.local, allowed_roots):
+        messages.append(f"must lie inside one of the allowed roots: {', '.join(allowed_roots)}")
+    return messages
+
+
 def render_path_problems(
     field: str,
     value: str,
@@ -207,24 +258,30 @@ def render_path_problems(
     allowed_roots: Sequence[str] = (),
     *,
     frame_pattern: bool = False,
+    uri_schemes: Sequence[str] = URI_SCHEMES,
 ) -> list[FieldError]:
-    """Every problem of one path: length, control characters, form (absolute path or accepted
-    URI), '..' segments, extension, and - for local paths - the allowed roots. Never raises."""
-    if not isinstance(value, str):
-        return [FieldError(field, "must be a string")]
-    gate = _gate_problem(value)
-    reference = _parse(value) if gate is None else gate
-    if isinstance(reference, str):
-        return [FieldError(field, reference)]
-    messages: list[str] = []
-    traversal = has_parent_segment(reference.path)
-    if traversal:
-        messages.append("must not contain a '..' segment")
-    extension = _extension_problem(reference.path, extensions, frame_pattern)
-    if extension is not None:
-        messages.append(extension)
-    if not traversal and not _inside_allowed_roots(reference.local, allowed_roots):
-        messages.append(f"must lie inside one of the allowed roots: {', '.join(allowed_roots)}")
+    """Every problem of one path: length, control characters, form (absolute path or URI with
+    one of `uri_schemes`), '..' segments, extension, and - for local paths, `file:` URIs
+    included - the allowed roots. Never raises."""
+    messages = _path_messages(
+        value, extensions, allowed_roots, uri_schemes, frame_pattern=frame_pattern
+    )
+    return [FieldError(field, message) for message in messages]
+
+
+def reference_problems(
+    field: str,
+    value: object,
+    allowed_roots: Sequence[str] = (),
+    *,
+    uri_schemes: Sequence[str] = URI_SCHEMES,
+    relative: bool = False,
+) -> list[FieldError]:
+    """The problems of a path that carries no extension rule (the paths inside a
+    nexrender_config): the same form, '..' and allowed-roots rule as `render_path_problems`.
+    With `relative`, a relative path without '..' is also accepted: Nexrender reads it inside
+    the job's own folder. Never raises."""
+    messages = _path_messages(value, None, allowed_roots, uri_schemes, relative=relative)
     return [FieldError(field, message) for message in messages]
 
 
@@ -245,3 +302,24 @@ def parse_allowed_roots(value: str | None) -> tuple[str, ...]:
             raise ValueError(f"RENDERTRACK_ALLOWED_ROOTS: {root!r} must not contain '..'")
         roots.append(root)
     return tuple(roots)
+
+
+def parse_uri_schemes(value: str | None) -> tuple[str, ...]:
+    """RENDERTRACK_ALLOWED_URI_SCHEMES: schemes separated by commas, trimmed and lower-cased,
+    blanks and repeats ignored; unset or blank means `URI_SCHEMES`. Each must be letters, digits,
+    '+', '.' or '-', starting with a letter (no ':' or '//'), else ValueError."""
+    schemes: list[str] = []
+    for entry in (value or "").split(","):
+        raw = entry.strip()
+        scheme = raw.lower()
+        if not raw:
+            continue
+        if not raw.isascii() or not _SCHEME_SETTING.fullmatch(scheme):
+            raise ValueError(
+                f"RENDERTRACK_ALLOWED_URI_SCHEMES: {raw!r} is not a URI scheme "
+                "(letters, digits, '+', '.' or '-', starting with a letter, without ':' or "
+                "'//', e.g. https)"
+            )
+        if scheme not in schemes:
+            schemes.append(scheme)
+    return tuple(schemes) if schemes else URI_SCHEMES

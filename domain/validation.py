@@ -3,7 +3,8 @@
 - `check_submission`: the shape of a submission (types, names, priority, NUL bytes, JSON); a
   failure means the request itself is malformed and nothing is written.
 - `render_spec_problems`: the render spec checked while a job is VALIDATING (paths, extensions,
-  allowed roots, the Nexrender job structure); problems make the job FAILED.
+  allowed roots and URI schemes, the Nexrender job's structure, its paths and its action
+  modules); problems make the job FAILED.
 - `check_priority`, `check_progress`, `check_reason`, `check_log_line`: single values.
 """
 
@@ -19,8 +20,10 @@ from domain.errors import BadUserInput, FieldError
 from domain.nexrender import (
     ACTION_STAGES,
     ASSET_TYPES,
+    OFFICIAL_ACTIONS,
     key_in_field,
-    nexrender_structure_problems,
+    nexrender_config_problems,
+    parse_allowed_actions,
 )
 from domain.paths import (
     DATA_EXTENSIONS,
@@ -30,16 +33,17 @@ from domain.paths import (
     URI_SCHEMES,
     has_control_characters,
     parse_allowed_roots,
+    parse_uri_schemes,
     render_path_problems,
 )
 
 __all__ = [
     "ACTION_STAGES", "ASSET_TYPES", "DATA_EXTENSIONS", "INLINE_DATA_PATH", "MAX_NAME_LENGTH",
-    "MAX_NEXRENDER_CONFIG_BYTES", "MAX_PATH_LENGTH", "MAX_REASON_LENGTH", "OUTPUT_EXTENSIONS",
-    "PRIORITY_RANGE", "PROGRESS_RANGE", "TEMPLATE_EXTENSIONS", "URI_SCHEMES",
+    "MAX_NEXRENDER_CONFIG_BYTES", "MAX_PATH_LENGTH", "MAX_REASON_LENGTH", "OFFICIAL_ACTIONS",
+    "OUTPUT_EXTENSIONS", "PRIORITY_RANGE", "PROGRESS_RANGE", "TEMPLATE_EXTENSIONS", "URI_SCHEMES",
     "WORKER_OUTPUT_PATH", "CleanSubmission", "JobSubmission", "check_log_line", "check_priority",
-    "check_progress", "check_reason", "check_submission", "parse_allowed_roots",
-    "render_spec_problems",
+    "check_progress", "check_reason", "check_submission", "parse_allowed_actions",
+    "parse_allowed_roots", "parse_uri_schemes", "render_spec_problems",
 ]  # fmt: skip
 
 MAX_NAME_LENGTH = 255
@@ -306,19 +310,30 @@ def _has_data_asset(config: dict[str, Any] | None) -> bool:
     )
 
 
-def _data_path_problems(clean: CleanSubmission, roots: Sequence[str]) -> list[FieldError]:
+def _data_path_problems(
+    clean: CleanSubmission, roots: Sequence[str], schemes: Sequence[str]
+) -> list[FieldError]:
     if clean.data_path != INLINE_DATA_PATH:
-        return render_path_problems("data_path", clean.data_path, DATA_EXTENSIONS, roots)
+        return render_path_problems(
+            "data_path", clean.data_path, DATA_EXTENSIONS, roots, uri_schemes=schemes
+        )
     if _has_data_asset(clean.nexrender_config):
         return []
     message = f"may be '{INLINE_DATA_PATH}' only when nexrender_config carries a data asset"
     return [FieldError("data_path", message)]
 
 
-def _output_path_problems(clean: CleanSubmission, roots: Sequence[str]) -> list[FieldError]:
+def _output_path_problems(
+    clean: CleanSubmission, roots: Sequence[str], schemes: Sequence[str]
+) -> list[FieldError]:
     if clean.output_path != WORKER_OUTPUT_PATH:
         return render_path_problems(
-            "output_path", clean.output_path, OUTPUT_EXTENSIONS, roots, frame_pattern=True
+            "output_path",
+            clean.output_path,
+            OUTPUT_EXTENSIONS,
+            roots,
+            frame_pattern=True,
+            uri_schemes=schemes,
         )
     if clean.nexrender_config is not None:
         return []
@@ -327,16 +342,28 @@ def _output_path_problems(clean: CleanSubmission, roots: Sequence[str]) -> list[
 
 
 def render_spec_problems(
-    clean: CleanSubmission, *, allowed_roots: Sequence[str] = ()
+    clean: CleanSubmission,
+    *,
+    allowed_roots: Sequence[str] = (),
+    allowed_uri_schemes: Sequence[str] = URI_SCHEMES,
+    allowed_actions: Sequence[str] = (),
 ) -> list[FieldError]:
     """Every business-rule problem of a checked submission, in field order: the three paths
-    (form, '..', extension, allowed roots, 'inline'/'worker'), then the Nexrender structure of
-    nexrender_config. Empty when the job may be queued. Never raises."""
+    (form, '..', extension, allowed roots, URI schemes, 'inline'/'worker'), then
+    nexrender_config in the order of its JSON: its Nexrender structure, its paths (the same
+    rule, without extensions) and its action modules (`OFFICIAL_ACTIONS` plus
+    `allowed_actions`). Empty when the job may be queued. Never raises."""
+    roots, schemes = tuple(allowed_roots), tuple(allowed_uri_schemes)
     problems = render_path_problems(
-        "template_path", clean.template_path, TEMPLATE_EXTENSIONS, allowed_roots
+        "template_path", clean.template_path, TEMPLATE_EXTENSIONS, roots, uri_schemes=schemes
     )
-    problems += _data_path_problems(clean, allowed_roots)
-    problems += _output_path_problems(clean, allowed_roots)
+    problems += _data_path_problems(clean, roots, schemes)
+    problems += _output_path_problems(clean, roots, schemes)
     if clean.nexrender_config is not None:
-        problems += nexrender_structure_problems(clean.nexrender_config)
+        problems += nexrender_config_problems(
+            clean.nexrender_config,
+            allowed_roots=roots,
+            allowed_uri_schemes=schemes,
+            allowed_actions=allowed_actions,
+        )
     return problems

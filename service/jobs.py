@@ -392,7 +392,13 @@ async def _validate(connection: BaseDBAsyncClient, job: Job, now: datetime) -> l
     """PENDING -> VALIDATING -> QUEUED, or FAILED with every problem in error_message."""
     submission = _submission_of(await job_store.with_render_spec(connection, job))
     events = [await _move(connection, job, JobStatus.VALIDATING, now)]
-    problems = render_spec_problems(submission, allowed_roots=settings.current().allowed_roots)
+    current = settings.current()
+    problems = render_spec_problems(
+        submission,
+        allowed_roots=current.allowed_roots,
+        allowed_uri_schemes=current.allowed_uri_schemes,
+        allowed_actions=current.allowed_actions,
+    )
     if problems:
         message = lifecycle.error_message_for([str(problem) for problem in problems])
         events.append(await _move(connection, job, JobStatus.FAILED, now, reason=message))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from domain.joblog import DEFAULT_LOG_LIMIT_BYTES
 from domain.leases import DEFAULT_RETRY_BACKOFF_SECONDS, DEFAULT_STALL_TIMEOUT_SECONDS
+from domain.paths import URI_SCHEMES
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,10 @@ class ServiceSettings:
     # The first wait after a retryable failure; it doubles with each attempt.
     retry_backoff_seconds: float = DEFAULT_RETRY_BACKOFF_SECONDS
     log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
+    # The URI schemes a job's paths and its nexrender_config may use (lower-case).
+    allowed_uri_schemes: tuple[str, ...] = URI_SCHEMES
+    # Modules a worker may load beside the official @nexrender/action-* ones (exact names).
+    allowed_actions: tuple[str, ...] = ()
 
 
 _current = ServiceSettings()
