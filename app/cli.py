@@ -18,10 +18,14 @@ from app.database import open_database, prepare_database_location, redact
 from app.migrations import apply_migrations, pending_model_changes
 from app.settings import ENVIRONMENT_HELP, Settings
 from app.sqlite_lock import SQLiteInUse, hold_server_lock
-from domain.errors import DomainError
+from domain.errors import BadUserInput, DomainError
 from domain.status import Role
+from domain.users import normalize_email
+from models import User
 from models.config import is_postgres
-from service import users
+from service import job_store, users
+from service.bus import create_bus
+from service.events import set_publisher
 
 T = TypeVar("T")
 
@@ -64,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: $RENDERTRACK_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (default: $RENDERTRACK_PORT)")
     serve.add_argument("--workers", type=_positive_int, default=1, help="server processes")
+    serve.add_argument(
+        "--admin-email",
+        metavar="E",
+        help="address of the ADMIN created on an empty database, whose token is printed once "
+        f"(default: $RENDERTRACK_ADMIN_EMAIL, else {BOOTSTRAP_ADMIN_EMAIL}); "
+        "ignored once the database has users",
+    )
     serve.set_defaults(handler=_serve)
 
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
@@ -87,6 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.set_defaults(handler=_users_create)
     user_commands.add_parser("list", help="list users").set_defaults(handler=_users_list)
+    rotate = user_commands.add_parser(
+        "rotate-token",
+        help="give a user a new API token (alone on stdout); the old one stops working",
+    )
+    rotate.add_argument("--email", required=True)
+    rotate.set_defaults(handler=_users_rotate_token)
+    deactivate = user_commands.add_parser(
+        "deactivate", help="deactivate a user: its token stops working, its jobs stay"
+    )
+    deactivate.add_argument("--email", required=True)
+    deactivate.set_defaults(handler=_users_deactivate)
     return parser
 
 
@@ -95,6 +117,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port or settings.port
+    admin_email = _admin_email(args, settings)  # checked before the database is touched
     if args.workers > 1 and not is_postgres(settings.database_url):
         return _fail(
             "--workers above 1 needs PostgreSQL: with SQLite, live events reach only the "
@@ -105,7 +128,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server_lock = hold_server_lock(settings.database_url)
     except SQLiteInUse as refusal:
         return _fail(str(refusal))
-    asyncio.run(_prepare_database(settings))
+    asyncio.run(_prepare_database(settings, admin_email))
     # Worker processes read their settings from the environment: hand them the final values.
     os.environ["RENDERTRACK_DATABASE_URL"] = settings.database_url
     os.environ["RENDERTRACK_HOST"] = host
@@ -139,19 +162,42 @@ def _stderr_logging() -> dict:
     return config
 
 
-async def _prepare_database(settings: Settings) -> None:
+def _admin_email(args: argparse.Namespace, settings: Settings) -> str | None:
+    """The first ADMIN's address asked for (--admin-email, else RENDERTRACK_ADMIN_EMAIL), checked
+    and normalised; None when neither is given."""
+    if args.admin_email is not None:
+        source, given = "--admin-email", args.admin_email
+    elif settings.admin_email is not None:
+        source, given = "RENDERTRACK_ADMIN_EMAIL", settings.admin_email
+    else:
+        return None
+    try:
+        return normalize_email(given)
+    except BadUserInput as refusal:
+        raise ValueError(f"{source}: {refusal.errors[0].message}") from None
+
+
+async def _prepare_database(settings: Settings, admin_email: str | None = None) -> None:
     applied = await _apply_migrations(settings.database_url)
     for name in applied:
         _say(f"applied migration {name}")
     async with open_database(settings.database_url):
-        if await users.count_users() == 0:
-            issued = await users.create_user(BOOTSTRAP_ADMIN_EMAIL, "Administrator", Role.ADMIN)
-            _say(f"created the first user, {issued.user.email} (ADMIN). Its API token, shown once:")
-            print(issued.token, flush=True)
-            _say(
-                "Use it as the header 'Authorization: Bearer <token>' (in GraphiQL: the Headers "
-                "tab), and create more users with 'rendertrack users create'."
-            )
+        if await users.count_users() > 0:
+            if admin_email is not None:
+                _say(
+                    f"the database has users already: no ADMIN created for {admin_email} "
+                    "(--admin-email and RENDERTRACK_ADMIN_EMAIL name the first user only)"
+                )
+            return
+        issued = await users.create_user(
+            admin_email or BOOTSTRAP_ADMIN_EMAIL, "Administrator", Role.ADMIN
+        )
+        _say(f"created the first user, {issued.user.email} (ADMIN). Its API token, shown once:")
+        print(issued.token, flush=True)
+        _say(
+            "Use it as the header 'Authorization: Bearer <token>' (in GraphiQL: the Headers "
+            "tab), and create more users with 'rendertrack users create'."
+        )
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,6 +223,34 @@ def _users_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _users_rotate_token(args: argparse.Namespace, settings: Settings) -> int:
+    async def rotate() -> users.IssuedToken:
+        user = await users.get_user_by_email(args.email)
+        return await users.rotate_token(user.id)  # no actor: the system, as for create
+
+    issued = _with_database(settings, rotate)
+    user = issued.user
+    _say(f"new token for {user.email} ({user.role.value}), id {user.id}; the old one stops working")
+    if not user.is_active:
+        _say(f"{user.email} is deactivated: its new token is refused like the old one")
+    print(issued.token, flush=True)
+    return 0
+
+
+def _users_deactivate(args: argparse.Namespace, settings: Settings) -> int:
+    async def deactivate() -> tuple[bool, User]:
+        user = await users.get_user_by_email(args.email)
+        was_active = user.is_active
+        return was_active, await users.deactivate_user(user.id)  # no actor: the system
+
+    was_active, user = _with_database(settings, deactivate)
+    if was_active:
+        _say(f"deactivated {user.email} ({user.role.value}), id {user.id}: its token stops working")
+    else:
+        _say(f"{user.email} was deactivated already")
+    return 0
+
+
 def _users_list(args: argparse.Namespace, settings: Settings) -> int:
     everyone = _with_database(settings, users.list_users)
     for user in everyone:
@@ -189,7 +263,13 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     async def run() -> T:
         await _apply_migrations(settings.database_url)
         async with open_database(settings.database_url):
-            return await work()
+            # On PostgreSQL a revocation made here reaches running servers at commit (NOTIFY);
+            # a SQLite server finds it at its next check of its connections' users.
+            previous = set_publisher(create_bus(settings.database_url, job_store.read_row))
+            try:
+                return await work()
+            finally:
+                set_publisher(previous)
 
     return asyncio.run(run())
 

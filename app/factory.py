@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
@@ -39,6 +40,9 @@ def create_app(
     graphql = RendertrackGraphQL(
         public_introspection=settings.public_introspection,
         allowed_origins=settings.allowed_origins,
+        max_connections_per_user=settings.max_connections_per_user,
+        max_subscriptions_per_connection=settings.max_subscriptions_per_connection,
+        max_query_cost=settings.max_query_cost,
     )
 
     @asynccontextmanager
@@ -53,6 +57,8 @@ def create_app(
             stack.push_async_callback(bus.stop)
             stack.callback(set_publisher, set_publisher(bus))
             app.state.bus = bus
+            bus.on_revocation(graphql.connections.revoke)
+            await stack.enter_async_context(_running(graphql.connections.recheck_forever()))
             if run_duties:
                 await stack.enter_async_context(sweeping(settings.sweep_interval_seconds))
             yield
@@ -83,6 +89,18 @@ async def sweeping(interval_seconds: float) -> AsyncIterator[None]:
             await asyncio.wait_for(task, timeout=SWEEPER_STOP_TIMEOUT)
         except TimeoutError:
             logger.warning("The sweeper did not stop in %.0f s; cancelled", SWEEPER_STOP_TIMEOUT)
+
+
+@asynccontextmanager
+async def _running(work: Coroutine[object, object, None]) -> AsyncIterator[None]:
+    """A background task for as long as the app runs, cancelled at shutdown."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def load_job(job_id: str) -> Job | None:

@@ -14,7 +14,7 @@ from aerich.migrate import Migrate
 from tortoise.context import TortoiseContext
 
 from migrations import MIGRATIONS_LOCATION
-from models.config import APP_LABEL, is_postgres, tortoise_config
+from models.config import APP_LABEL, asyncpg_connect_args, is_postgres, tortoise_config
 
 # Any fixed number: the key of the PostgreSQL advisory lock that serialises migrating processes.
 _MIGRATION_LOCK_KEY = 0x7265_6E64
@@ -51,14 +51,9 @@ async def _migration_lock(url: str) -> AsyncIterator[None]:
     if not is_postgres(url):
         yield
         return
-    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    connection = await asyncpg.connect(**asyncpg_connect_args(url))
     try:
         await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_KEY)
         yield
     finally:
         await connection.close()
-
-
-def _asyncpg_dsn(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"postgresql://{rest}" if scheme != "postgresql" else url

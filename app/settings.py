@@ -9,7 +9,15 @@ from dataclasses import dataclass
 
 from domain.joblog import DEFAULT_LOG_LIMIT_BYTES
 from domain.leases import DEFAULT_RETRY_BACKOFF_SECONDS, DEFAULT_STALL_TIMEOUT_SECONDS
-from domain.validation import parse_allowed_roots
+from domain.validation import (
+    URI_SCHEMES,
+    parse_allowed_actions,
+    parse_allowed_roots,
+    parse_uri_schemes,
+)
+from gql.connections import DEFAULT_MAX_CONNECTIONS_PER_USER
+from gql.cost import DEFAULT_MAX_COST
+from gql.view import DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
 from models.config import DATABASE_URL_VARIABLE, database_url
 from service.settings import ServiceSettings
 from service.sweeper import DEFAULT_SWEEP_INTERVAL_SECONDS
@@ -18,6 +26,8 @@ from service.sweeper import DEFAULT_SWEEP_INTERVAL_SECONDS
 # to 4 bytes, plus its stamp) could be dropped as soon as it is written.
 MIN_LOG_LIMIT_BYTES = 64 * 1024
 MAX_LOG_LIMIT_BYTES = 64 * 1024 * 1024
+# Bounds of the limits that count things (connections, subscriptions, query cost).
+MAX_COUNT = 1_000_000
 # Bounds that keep every duty's arithmetic on dates in range and the sweeper from spinning.
 DAY = 24 * 3600.0
 LIMITS: dict[str, tuple[float, float]] = {
@@ -34,7 +44,17 @@ environment:
   RENDERTRACK_PORT                  port to listen on (default: 8000)
   RENDERTRACK_ALLOWED_ORIGINS       comma-separated browser origins allowed to open websockets
   RENDERTRACK_ALLOWED_ROOTS         ';'-separated roots that local job paths must lie inside
+  RENDERTRACK_ALLOWED_URI_SCHEMES   comma-separated URI schemes job paths and nexrenderConfig
+                                    may use (default: http, https, s3, gs, ftp, sftp, file)
+  RENDERTRACK_ALLOWED_ACTIONS       comma-separated modules nexrenderConfig actions may load
+                                    beside the official @nexrender/action-* ones (exact names)
   RENDERTRACK_PUBLIC_INTROSPECTION  1 to allow GraphQL introspection without a token
+  RENDERTRACK_MAX_QUERY_COST        the most nodes one GraphQL request may ask for, estimated
+                                    before it runs (default 5000)
+  RENDERTRACK_MAX_CONNECTIONS_PER_USER
+                                    open websockets one user may hold per process (default 20)
+  RENDERTRACK_MAX_SUBSCRIPTIONS_PER_CONNECTION
+                                    subscriptions one websocket may carry (default 100)
   RENDERTRACK_STALL_TIMEOUT         seconds a RENDERING job's worker may stay silent before the
                                     job is requeued (or failed after its last attempt; default
                                     600, 1 to 604800)
@@ -44,6 +64,8 @@ environment:
                                     deadlines; default 5, 0.1 to 3600)
   RENDERTRACK_LOG_LIMIT             bytes of log kept per job; the oldest lines go past it
                                     (default 262144, 65536 to 67108864)
+  RENDERTRACK_ADMIN_EMAIL           address of the ADMIN that serve creates on an empty
+                                    database (default: admin@example.com; --admin-email wins)
 """
 
 
@@ -59,6 +81,13 @@ class Settings:
     retry_backoff_seconds: float = DEFAULT_RETRY_BACKOFF_SECONDS
     sweep_interval_seconds: float = DEFAULT_SWEEP_INTERVAL_SECONDS
     log_limit_bytes: int = DEFAULT_LOG_LIMIT_BYTES
+    max_query_cost: int = DEFAULT_MAX_COST
+    max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
+    max_subscriptions_per_connection: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
+    allowed_uri_schemes: tuple[str, ...] = URI_SCHEMES
+    allowed_actions: tuple[str, ...] = ()
+    # As given; `rendertrack serve` checks it (an empty database's first ADMIN).
+    admin_email: str | None = None
 
     def service_settings(self) -> ServiceSettings:
         return ServiceSettings(
@@ -66,6 +95,8 @@ class Settings:
             stall_timeout_seconds=self.stall_timeout_seconds,
             retry_backoff_seconds=self.retry_backoff_seconds,
             log_limit_bytes=self.log_limit_bytes,
+            allowed_uri_schemes=self.allowed_uri_schemes,
+            allowed_actions=self.allowed_actions,
         )
 
     @classmethod
@@ -92,6 +123,18 @@ class Settings:
                 env, "RENDERTRACK_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL_SECONDS
             ),
             log_limit_bytes=_log_limit(env.get("RENDERTRACK_LOG_LIMIT")),
+            max_query_cost=_count(env, "RENDERTRACK_MAX_QUERY_COST", DEFAULT_MAX_COST),
+            max_connections_per_user=_count(
+                env, "RENDERTRACK_MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
+            ),
+            max_subscriptions_per_connection=_count(
+                env,
+                "RENDERTRACK_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+                DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            ),
+            allowed_uri_schemes=parse_uri_schemes(env.get("RENDERTRACK_ALLOWED_URI_SCHEMES")),
+            allowed_actions=parse_allowed_actions(env.get("RENDERTRACK_ALLOWED_ACTIONS")),
+            admin_email=env.get("RENDERTRACK_ADMIN_EMAIL", "").strip() or None,
         )
 
 
@@ -115,6 +158,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
             f"{name} must be a number of seconds from {least:g} to {most:g}, not {raw!r}"
         )
     return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_COUNT:
+        raise ValueError(f"{name} must be a whole number from 1 to {MAX_COUNT}, not {raw!r}")
+    return int(raw)
 
 
 def _log_limit(raw: str | None) -> int:

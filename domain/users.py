@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 
+import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 from domain.errors import BadUserInput
@@ -13,19 +14,45 @@ from domain.status import Role
 from domain.validation import storage_problem
 
 TOKEN_PREFIX = "rt_"
+# An address names an account and is never mailed: render workers live on internal names
+# (render01@farm.local, ops@studio.internal, builder@localhost, a bare host name). Only the form
+# is checked: no DNS, no "globally deliverable" rule (a dot, a known kind of top-level domain).
+# email-validator refuses special-use names even so; these three name a private network or a
+# host, so they leave its list (a documented, process-wide setting of the library). invalid,
+# onion and arpa stay refused.
+INTERNAL_DOMAIN_NAMES = ("local", "localhost", "test")
+for _name in INTERNAL_DOMAIN_NAMES:
+    if _name in email_validator.SPECIAL_USE_DOMAIN_NAMES:
+        email_validator.SPECIAL_USE_DOMAIN_NAMES.remove(_name)
+SHOWN_EMAIL_LENGTH = 80
 
 
 def normalize_email(raw: object) -> str:
-    """A valid address, lower-cased as a whole so that lookups are case-insensitive."""
+    """A well-formed address, lower-cased as a whole so that lookups are case-insensitive. A
+    refusal names the address it refused."""
     if not isinstance(raw, str) or not raw.strip():
         raise BadUserInput.single("email", "is required")
+    text = raw.strip()
     try:
-        checked = validate_email(raw.strip(), check_deliverability=False)
+        checked = validate_email(text, check_deliverability=False, globally_deliverable=False)
     except EmailNotValidError as error:
         raise BadUserInput.single(
-            "email", f"is not a valid address: {str(error).rstrip('.')}"
+            "email", f"{_shown(text)} is not a valid address: {str(error).rstrip('.')}"
         ) from None
+    if checked.ascii_domain.rsplit(".", 1)[-1].isdigit():  # 10.0.0.5: an address, not a name
+        raise BadUserInput.single(
+            "email",
+            f"{_shown(text)} is not a valid address: the part after the @-sign must be a "
+            "host or domain name, not a number",
+        )
     return checked.normalized.lower()
+
+
+def _shown(text: str) -> str:
+    """The address quoted for a message: control characters escaped, a long one cut."""
+    if len(text) > SHOWN_EMAIL_LENGTH:
+        return repr(text[:SHOWN_EMAIL_LENGTH] + "...")
+    return repr(text)
 
 
 def parse_role(raw: object) -> Role:

@@ -13,6 +13,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from domain.policy import Actor
+from gql.cost import DEFAULT_MAX_COST
 from gql.errors import Unauthenticated
 from models import Job, User
 from service import job_logs, queries, users
@@ -29,6 +30,7 @@ class Context:
     public_introspection: bool = False
     connection_params: Any = None
     bus: EventBus | None = None
+    max_query_cost: int = DEFAULT_MAX_COST
     # One DataLoader per request: a page of jobs loads its owners in one query. The loaders of
     # values that change (queue positions, logs, throughput) batch but never cache: a websocket
     # context lives as long as its connection.

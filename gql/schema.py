@@ -9,8 +9,9 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
+from gql.cost import QueryCostLimit
 from gql.errors import ErrorCodes, log_unexpected
-from gql.limits import GuardIntrospection, request_limits
+from gql.limits import GuardIntrospection, HideSchemaHints, SchemaHintsExecutor, request_limits
 from gql.mutations import Mutation
 from gql.queries import Query
 from gql.subscriptions import Subscription
@@ -24,12 +25,19 @@ class RendertrackSchema(strawberry.Schema):
 
 
 def build_schema() -> RendertrackSchema:
-    extensions: list[Any] = [GuardIntrospection, *request_limits(), ErrorCodes]
+    extensions: list[Any] = [
+        GuardIntrospection,
+        HideSchemaHints,
+        *request_limits(),
+        QueryCostLimit,
+        ErrorCodes,
+    ]
     return RendertrackSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
+        execution_context_class=SchemaHintsExecutor,
         config=StrawberryConfig(auto_camel_case=True),
     )
 

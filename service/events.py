@@ -23,12 +23,19 @@ class EventPublisher(Protocol):
     async def committed(self, events: Sequence[JobEvent]) -> None:
         """Called after the transaction committed."""
 
+    async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
+        """Inside the transaction that rotates a user's token or deactivates them."""
+
+    async def revocation_committed(self, user_id: str) -> None:
+        """After that transaction committed: every process closes the user's connections."""
+
 
 class RecordingPublisher:
     """Keeps every committed event in order: for tests and for processes without subscribers."""
 
     def __init__(self) -> None:
         self.events: list[JobEvent] = []
+        self.revoked: list[str] = []
 
     async def stage(self, connection: BaseDBAsyncClient, events: Sequence[JobEvent]) -> None:
         return None
@@ -36,8 +43,15 @@ class RecordingPublisher:
     async def committed(self, events: Sequence[JobEvent]) -> None:
         self.events.extend(events)
 
+    async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
+        return None
+
+    async def revocation_committed(self, user_id: str) -> None:
+        self.revoked.append(user_id)
+
     def clear(self) -> None:
         self.events.clear()
+        self.revoked.clear()
 
 
 class _NullPublisher:
@@ -45,6 +59,12 @@ class _NullPublisher:
         return None
 
     async def committed(self, events: Sequence[JobEvent]) -> None:
+        return None
+
+    async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
+        return None
+
+    async def revocation_committed(self, user_id: str) -> None:
         return None
 
 

@@ -14,6 +14,7 @@ from domain.policy import Actor
 from domain.status import Role
 from domain.users import clean_user_name, hash_token, new_token, normalize_email, parse_role
 from models import User
+from service.events import publisher
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ async def list_users() -> list[User]:
     return await User.all().order_by("created_at", "id")
 
 
+async def get_user_by_email(email: object) -> User:
+    """The user with this address (any case), or NotFound naming it; a malformed address is
+    BadUserInput."""
+    address = normalize_email(email)
+    user = await User.get_or_none(email=address)
+    if user is None:
+        raise NotFound("User", address)
+    return user
+
+
 async def count_users() -> int:
     return await User.all().count()
 
@@ -69,20 +80,30 @@ async def authenticate(token: str | None) -> User | None:
 
 
 async def rotate_token(user_id: str, *, actor: Actor | None = None) -> IssuedToken:
+    """A new token; the old one stops working, and the user's open connections are closed on
+    every server process."""
     _require_admin(actor)
     user = await _get(user_id)
     token = new_token()
-    await User.filter(id=user.id).update(token_hash=hash_token(token))
-    await user.refresh_from_db()
+    await _revoking(user, token_hash=hash_token(token))
     return IssuedToken(user=user, token=token)
 
 
 async def deactivate_user(user_id: str, *, actor: Actor | None = None) -> User:
+    """The user's token stops working, and their open connections are closed on every server
+    process."""
     _require_admin(actor)
     user = await _get(user_id)
-    await User.filter(id=user.id).update(is_active=False)
-    await user.refresh_from_db()
+    await _revoking(user, is_active=False)
     return user
+
+
+async def _revoking(user: User, **changes: object) -> None:
+    async with in_transaction() as connection:
+        await User.filter(id=user.id).using_db(connection).update(**changes)
+        await publisher().stage_revocation(connection, user.id)
+    await publisher().revocation_committed(user.id)
+    await user.refresh_from_db()
 
 
 async def _get(user_id: str) -> User:

@@ -30,6 +30,7 @@ ENVIRONMENT_VARIABLES = (
     "RENDERTRACK_ALLOWED_ORIGINS",
     "RENDERTRACK_ALLOWED_ROOTS",
     "RENDERTRACK_PUBLIC_INTROSPECTION",
+    "RENDERTRACK_ADMIN_EMAIL",
 )
 
 
@@ -212,7 +213,7 @@ def test_help_lists_the_commands_and_the_environment(tmp_path: Path) -> None:
 def test_serve_help_lists_its_options_and_the_environment(tmp_path: Path) -> None:
     result = rendertrack("serve", "--help", database_url="sqlite:///unused", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for word in ("--host", "--port", "--workers", *ENVIRONMENT_VARIABLES):
+    for word in ("--host", "--port", "--workers", "--admin-email", *ENVIRONMENT_VARIABLES):
         assert word in result.stdout
 
 

@@ -14,11 +14,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+import pytest_asyncio
 
+from app.factory import create_app
+from app.settings import Settings
 from service import jobs
 from tests.conftest import Account
 from tests.factories import valid_submission
-from tests.live_server import LiveServer, Socket, open_socket
+from tests.live_server import LiveServer, Socket, open_socket, serve
 
 JOB_UPDATED = """
 subscription($id: ID!) { jobUpdated(id: $id) { kind sequence job { id status progress } } }
@@ -105,6 +108,14 @@ async def no_subscribers_left(live: LiveServer) -> None:
     async with asyncio.timeout(WAIT):
         while bus.subscriber_count:
             await asyncio.sleep(0.05)
+
+
+@pytest_asyncio.fixture
+async def live(db: str) -> AsyncIterator[LiveServer]:
+    """A live server where one user may hold all the subscribers of this test."""
+    settings = Settings(database_url=db, max_connections_per_user=MANY + 10)
+    async with serve(create_app(settings, manage_database=False)) as server:
+        yield server
 
 
 @pytest.mark.slow

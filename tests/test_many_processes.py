@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from websockets.exceptions import ConnectionClosed
 
 from tests.databases import (
     SKIP_POSTGRES_REASON,
@@ -214,3 +215,26 @@ async def test_every_worker_process_of_one_server_delivers_every_event(
     assert log.count("Started server process") == 2, log
     assert server.stdout_rest == b"", server.stdout_rest  # the one token line only
     assert "Traceback" not in log
+
+
+async def test_a_revocation_through_one_process_closes_the_users_websocket_on_another(
+    pair: Pair,
+) -> None:
+    async with graphql(pair.a) as http_a, open_socket(pair.b.live) as on_b:
+        user_id = (await mutate(http_a, pair.user, "{ me { id } }"))["me"]["id"]
+        assert (await on_b.init(pair.user))["type"] == "connection_ack"
+        await on_b.subscribe("subscription { jobEvents { kind } }", {})
+        await mutate(
+            http_a,
+            pair.admin,
+            "mutation($id: ID!) { deactivateUser(userId: $id) { isActive } }",
+            id=user_id,
+        )
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(1.0):
+            try:
+                while True:
+                    await on_b.connection.recv()
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 4403
+        assert asyncio.get_running_loop().time() - started < 1.0

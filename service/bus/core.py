@@ -13,6 +13,7 @@ import logging
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from tortoise import BaseDBAsyncClient
@@ -29,8 +30,22 @@ DEFAULT_BUFFER_SIZE = 256
 # Events waiting for the dispatcher; beyond this it drops them and tells everyone to Resync.
 DEFAULT_MAX_BACKLOG = 10_000
 
-# What the dispatcher takes: an event, a raw payload for `decode`, or a Resync for everyone.
-Incoming = JobEvent | str | Resync
+
+@dataclass(frozen=True)
+class Revocation:
+    """A user's token was rotated or the user deactivated: every process closes their
+    connections."""
+
+    user_id: str
+
+
+# Told of revocations, and (user_id None) of a Resync: notices may have been lost, so whoever
+# keeps connections checks them all again.
+RevocationListener = Callable[[str | None], None]
+
+# What the dispatcher takes: an event, a raw payload for `decode`, a revocation, or a Resync
+# for everyone.
+Incoming = JobEvent | str | Resync | Revocation
 
 
 @runtime_checkable
@@ -42,6 +57,14 @@ class EventBus(Protocol):
 
     async def committed(self, events: Sequence[JobEvent]) -> None:
         """Called after the transaction committed."""
+
+    async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
+        """Inside the transaction that revokes the user's token or deactivates them."""
+
+    async def revocation_committed(self, user_id: str) -> None:
+        """After that transaction committed."""
+
+    def on_revocation(self, listener: RevocationListener) -> None: ...
 
     async def start(self) -> None: ...
 
@@ -69,10 +92,16 @@ class BusCore:
         self._dispatcher: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
+        self._revocation_listeners: list[RevocationListener] = []
 
     @property
     def subscriber_count(self) -> int:
         return len(self._subscriptions)
+
+    def on_revocation(self, listener: RevocationListener) -> None:
+        """Calls `listener(user_id)` for every revocation, from any process, and
+        `listener(None)` after a Resync."""
+        self._revocation_listeners.append(listener)
 
     def subscribe(self, match: Match, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Subscription:
         if self._stopped:
@@ -116,8 +145,15 @@ class BusCore:
         self._backlog.append(item)
         self._backlog_ready.set()
 
-    def _decode(self, payload: str) -> JobEvent:
+    def _decode(self, payload: str) -> JobEvent | Revocation:
         raise NotImplementedError(f"{type(self).__name__} does not take raw payloads")
+
+    def _tell_revocation(self, user_id: str | None) -> None:
+        for listener in list(self._revocation_listeners):
+            try:
+                listener(user_id)
+            except Exception:
+                logger.exception("A revocation listener failed on %s", user_id)
 
     async def _dispatch_forever(self) -> None:
         while True:
@@ -134,15 +170,20 @@ class BusCore:
         if isinstance(item, Resync):
             for subscription in list(self._subscriptions):
                 subscription.push_resync()
+            self._tell_revocation(None)
             return
         if isinstance(item, str):
             try:
-                event = self._decode(item)
+                decoded = self._decode(item)
             except Exception:
                 logger.exception("Malformed event payload skipped: %.200r", item)
                 return
         else:
-            event = item
+            decoded = item
+        if isinstance(decoded, Revocation):
+            self._tell_revocation(decoded.user_id)
+            return
+        event = decoded
         subscribers = [s for s in list(self._subscriptions) if _wants(s, event)]
         if not subscribers:
             return

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
-from service.bus.core import BusCore
+from service.bus.core import BusCore, Revocation
 
 
 class InProcessBus(BusCore):
@@ -19,3 +19,9 @@ class InProcessBus(BusCore):
         """Queues the events for the dispatcher and returns at once."""
         for event in events:
             self._enqueue(event)
+
+    async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
+        return None
+
+    async def revocation_committed(self, user_id: str) -> None:
+        self._enqueue(Revocation(user_id))

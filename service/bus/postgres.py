@@ -13,13 +13,13 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
-from service.bus.core import DEFAULT_MAX_BACKLOG, BusCore, JobLoader
+from models.config import asyncpg_connect_args, asyncpg_dsn
+from service.bus.core import DEFAULT_MAX_BACKLOG, BusCore, JobLoader, Revocation
 from service.bus.subscription import RESYNC
 
 logger = logging.getLogger(__name__)
@@ -27,21 +27,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHANNEL = "rendertrack_job_events"
 APPLICATION_NAME = "rendertrack-event-bus"
 MAX_PAYLOAD_BYTES = 8000
-# Query parameters of a Tortoise URL that configure its pool, not the server connection.
-_TORTOISE_ONLY_PARAMETERS = {
-    "minsize",
-    "maxsize",
-    "min_size",
-    "max_size",
-    "max_queries",
-    "max_inactive_connection_lifetime",
-    "timeout",
-    "statement_cache_size",
-    "max_cached_statement_lifetime",
-    "max_cacheable_statement_size",
-    "schema",
-    "ssl",
-}
 
 
 def encode(event: JobEvent) -> str:
@@ -56,21 +41,19 @@ def encode(event: JobEvent) -> str:
     return payload
 
 
-def decode(payload: str) -> JobEvent:
+def decode(payload: str) -> JobEvent | Revocation:
     data = json.loads(payload)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    if "revoked" in data:
+        return Revocation(str(data["revoked"]))
     return JobEvent.from_wire(data)
 
 
 def listen_dsn(database_url: str) -> str:
-    """The application's database URL as asyncpg.connect takes it."""
-    parts = urlsplit(database_url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    kept = [(key, value) for key, value in query if key not in _TORTOISE_ONLY_PARAMETERS]
-    if any(key == "ssl" and value.lower() in {"1", "true", "yes"} for key, value in query):
-        kept.append(("sslmode", "require"))
-    return urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(kept), parts.fragment))
+    """The LISTEN connection's target as a DSN string, for tools that take one; the bus itself
+    connects with `models.config.asyncpg_connect_args`, the one reading of the URL."""
+    return asyncpg_dsn(database_url)
 
 
 class PostgresBus(BusCore):
@@ -87,7 +70,8 @@ class PostgresBus(BusCore):
         max_backlog: int = DEFAULT_MAX_BACKLOG,
     ) -> None:
         super().__init__(load_job, max_backlog=max_backlog)
-        self._dsn = listen_dsn(dsn)
+        # The application's URL read once, as Tortoise reads it; a bad option is refused here.
+        self._connect_args = asyncpg_connect_args(dsn)
         self._channel = channel
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
@@ -120,6 +104,14 @@ class PostgresBus(BusCore):
         """Nothing: the events come back through LISTEN, here and in every other process."""
         return None
 
+    async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
+        payload = json.dumps({"revoked": user_id}, separators=(",", ":"))
+        await connection.execute_query("SELECT pg_notify($1, $2)", [self._channel, payload])
+
+    async def revocation_committed(self, user_id: str) -> None:
+        """Nothing: the notice comes back through LISTEN, here and in every other process."""
+        return None
+
     async def start(self) -> None:
         """Connects and LISTENs. A database that cannot be reached now does not stop the
         server from starting: the supervisor keeps trying, with backoff, in the background."""
@@ -146,11 +138,13 @@ class PostgresBus(BusCore):
         await super().stop()
 
     async def _connect(self) -> asyncpg.Connection:
-        connection = await asyncpg.connect(
-            self._dsn,
-            timeout=self._connect_timeout,
-            server_settings={"application_name": APPLICATION_NAME},
-        )
+        # The bus's own connect timeout paces its reconnects; the URL's is Tortoise's.
+        arguments = {**self._connect_args, "timeout": self._connect_timeout}
+        arguments["server_settings"] = {
+            **self._connect_args.get("server_settings", {}),
+            "application_name": APPLICATION_NAME,
+        }
+        connection = await asyncpg.connect(**arguments)
         lost = asyncio.Event()
         try:
             connection.add_termination_listener(lambda _connection: lost.set())
@@ -168,7 +162,7 @@ class PostgresBus(BusCore):
         # asyncpg's callback: only queue it, the dispatcher task does the rest in order.
         self._enqueue(payload)
 
-    def _decode(self, payload: str) -> JobEvent:
+    def _decode(self, payload: str) -> JobEvent | Revocation:
         return decode(payload)
 
     async def _supervise(self) -> None:

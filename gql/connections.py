@@ -1,0 +1,108 @@
+"""The open websockets of this process, by user: so that a revoked token closes them, and so
+that one user cannot hold more than their share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketState
+
+from models import User
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONNECTIONS_PER_USER = 20
+# Every so often each process checks the users of its connections against the database: the
+# backstop for a revocation whose notice cannot reach it (the CLI on SQLite, a lost NOTIFY).
+RECHECK_INTERVAL_SECONDS = 5.0
+# The close code Strawberry uses for a refused connection_init: "forbidden".
+REVOKED_CLOSE_CODE = 4403
+REVOKED_REASON = "Your API token was revoked or your account deactivated."
+
+
+class TooManyConnections(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You already have {limit} open connections, the most one user may hold "
+            "(RENDERTRACK_MAX_CONNECTIONS_PER_USER): close one first."
+        )
+        self.limit = limit
+
+
+@dataclass
+class _Holder:
+    user_id: str
+    token_hash: str
+
+
+class ConnectionRegistry:
+    def __init__(self, max_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER) -> None:
+        self.max_per_user = max_per_user
+        self._holders: dict[WebSocket, _Holder] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def count(self, user_id: str) -> int:
+        return sum(1 for holder in self._holders.values() if holder.user_id == user_id)
+
+    def admit(self, websocket: WebSocket, user: User) -> None:
+        """Records an authenticated connection; TooManyConnections past the user's share."""
+        if websocket in self._holders:
+            return
+        if self.count(user.id) >= self.max_per_user:
+            raise TooManyConnections(self.max_per_user)
+        self._holders[websocket] = _Holder(user.id, user.token_hash)
+
+    def discard(self, websocket: WebSocket) -> None:
+        self._holders.pop(websocket, None)
+
+    def revoke(self, user_id: str | None) -> None:
+        """The bus's revocation listener: closes the user's connections; with None (notices
+        may have been lost), checks every connection's user against the database."""
+        if user_id is None:
+            self._spawn(self._recheck_all())
+            return
+        for websocket, holder in list(self._holders.items()):
+            if holder.user_id == user_id:
+                self._close(websocket)
+
+    async def recheck_forever(self, interval_seconds: float = RECHECK_INTERVAL_SECONDS) -> None:
+        """Runs until cancelled; a failed check (the database is down) waits for the next."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self._recheck_all()
+            except Exception as error:
+                logger.warning("Could not check open connections' users: %r", error)
+
+    async def _recheck_all(self) -> None:
+        held = dict(self._holders)
+        if not held:
+            return
+        rows = await User.filter(id__in={h.user_id for h in held.values()}).values(
+            "id", "is_active", "token_hash"
+        )
+        current = {row["id"]: row for row in rows}
+        for websocket, holder in held.items():
+            row = current.get(holder.user_id)
+            if row is None or not row["is_active"] or row["token_hash"] != holder.token_hash:
+                self._close(websocket)
+
+    def _close(self, websocket: WebSocket) -> None:
+        self._holders.pop(websocket, None)
+        self._spawn(_close(websocket))
+
+    def _spawn(self, work: object) -> None:
+        task = asyncio.ensure_future(work)  # type: ignore[arg-type]
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+async def _close(websocket: WebSocket) -> None:
+    if websocket.application_state is WebSocketState.DISCONNECTED:
+        return
+    try:
+        await websocket.close(code=REVOKED_CLOSE_CODE, reason=REVOKED_REASON)
+    except Exception as error:  # the client went away meanwhile
+        logger.info("Closing a revoked user's websocket: %r", error)

@@ -1,0 +1,147 @@
+"""A budget per request: what a query may cost, estimated from its text before anything runs.
+
+The estimate counts the nodes a query can return: every field is one, a list multiplies what is
+under it by the page it asks for (`first`/`last`, else the default page), and the fields that
+carry bulk text count for more (`logs`: a job's log may hold RENDERTRACK_LOG_LIMIT bytes;
+`nexrenderConfig`: up to 256 KiB of JSON). A query over the budget is refused with
+QUERY_TOO_COSTLY naming its cost and the limit, before any statement runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    ValidationRule,
+    VariableNode,
+)
+from strawberry.extensions import SchemaExtension
+
+from service.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+
+DEFAULT_MAX_COST = 5_000
+# Lists and how many items they may hold when the query does not say.
+PAGED_FIELDS = frozenset({"jobs", "queue"})
+USERS_ESTIMATE = MAX_PAGE_SIZE  # `users` is an admin's list of every account
+# Fields whose value is bulk text: what one of them counts for.
+LOG_WEIGHT = 64  # a whole log: up to 256 KiB by default, 4 KiB a node
+LOG_LINES_PER_NODE = 64  # with `tail: N`, N lines
+CONFIG_WEIGHT = 16
+
+
+def query_cost(
+    document: DocumentNode, variables: Mapping[str, Any] | None, operation_name: str | None
+) -> int:
+    """The estimated cost of the operation a request runs (the costliest one, if it names
+    none)."""
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    costs = [
+        _selection_cost(operation.selection_set, fragments, variables or {}, frozenset())
+        for operation in document.definitions
+        if isinstance(operation, OperationDefinitionNode)
+        and (operation_name is None or (operation.name and operation.name.value == operation_name))
+    ]
+    return max(costs, default=0)
+
+
+def _selection_cost(
+    selections: SelectionSetNode | None,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    visiting: frozenset[str],
+) -> int:
+    if selections is None:
+        return 0
+    total = 0
+    for selection in selections.selections:
+        if isinstance(selection, FieldNode):
+            total += _field_cost(selection, fragments, variables, visiting)
+        elif isinstance(selection, InlineFragmentNode):
+            total += _selection_cost(selection.selection_set, fragments, variables, visiting)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = fragments.get(name)
+            if fragment is not None and name not in visiting:  # cycles: validation refuses them
+                total += _selection_cost(
+                    fragment.selection_set, fragments, variables, visiting | {name}
+                )
+    return total
+
+
+def _field_cost(
+    field: FieldNode,
+    fragments: Mapping[str, FragmentDefinitionNode],
+    variables: Mapping[str, Any],
+    visiting: frozenset[str],
+) -> int:
+    name = field.name.value
+    arguments = dict(_arguments(field, variables))
+    if name == "logs":
+        tail = arguments.get("tail")
+        if isinstance(tail, int) and tail >= 0:
+            return 1 + min(LOG_WEIGHT, tail // LOG_LINES_PER_NODE)
+        return LOG_WEIGHT
+    if name == "nexrenderConfig":
+        return CONFIG_WEIGHT
+    below = _selection_cost(field.selection_set, fragments, variables, visiting)
+    return 1 + _items(name, arguments) * below
+
+
+def _items(name: str, arguments: Mapping[str, Any]) -> int:
+    if name in PAGED_FIELDS:
+        asked = [arguments.get("first"), arguments.get("last")]
+        sizes = [size for size in asked if isinstance(size, int) and size >= 0]
+        return min(max(sizes), MAX_PAGE_SIZE) if sizes else DEFAULT_PAGE_SIZE
+    if name == "users":
+        return USERS_ESTIMATE
+    return 1
+
+
+def _arguments(field: FieldNode, variables: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    for argument in field.arguments or ():
+        value = argument.value
+        if isinstance(value, IntValueNode):
+            yield argument.name.value, int(value.value)
+        elif isinstance(value, VariableNode):
+            yield argument.name.value, variables.get(value.name.value)
+
+
+class QueryCostLimit(SchemaExtension):
+    """Refuses, during validation, an operation whose estimated cost is over the limit (the
+    context's `max_query_cost`: RENDERTRACK_MAX_QUERY_COST)."""
+
+    def on_operation(self) -> Iterator[None]:
+        execution = self.execution_context
+        variables, operation_name = execution.variables, execution.operation_name
+        limit = getattr(execution.context, "max_query_cost", DEFAULT_MAX_COST)
+
+        class _Budget(ValidationRule):
+            def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+                cost = query_cost(node, variables, operation_name)
+                if cost > limit:
+                    self.report_error(
+                        GraphQLError(
+                            f"This query could return about {cost:,} nodes; the limit is "
+                            f"{limit:,}. Ask for smaller pages (first/last), fewer nested "
+                            "lists, or logs with a tail.",
+                            node,
+                            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
+                        )
+                    )
+
+        execution.validation_rules = (*execution.validation_rules, _Budget)
+        yield

@@ -1,0 +1,125 @@
+"""A budget per request: a query's cost is estimated from its text and one over the limit is
+refused, coded and explained, before any job is read."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from graphql import parse
+
+from app.factory import create_app
+from app.settings import Settings
+from gql.cost import DEFAULT_MAX_COST, LOG_WEIGHT, query_cost
+from tests.conftest import Account
+from tests.graphql_client import GraphQLClient
+
+NESTED = """
+{ jobs(first: 100) { edges { node { queuePosition
+    user { jobs(first: 100) { edges { node { queuePosition } } } } } } } }
+"""
+DASHBOARD = """
+{ jobStats { total queued rendering }
+  jobs(first: 50) { edges { node { id status progress queuePosition estimatedStartAt
+    user { email } worker { name } } } } }
+"""
+
+
+class JobReads(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.args[0] if isinstance(record.args, tuple) and record.args else record.msg
+        if '"jobs"' in str(text):
+            self.statements.append(str(text))
+
+
+@pytest.fixture
+def job_reads() -> Iterator[JobReads]:
+    logger = logging.getLogger("tortoise.db_client")
+    handler, level = JobReads(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def cost(query: str, variables: dict | None = None) -> int:
+    return query_cost(parse(query), variables, None)
+
+
+def test_the_estimate_multiplies_nested_pages_and_weighs_bulk_text() -> None:
+    assert cost("{ me { id } }") == 2
+    assert cost("{ jobs(first: 10) { edges { node { id } } } }") == 1 + 10 * (1 + 1 * 2)
+    assert cost("{ jobs { edges { node { id } } } }") == 1 + 20 * 3  # the default page
+    assert cost("{ jobs(first: 5000) { edges { node { id } } } }") == 1 + 100 * 3  # capped
+    assert cost("query($n: Int) { queue(first: $n) { id } }", {"n": 7}) == 1 + 7
+    whole, tail = cost("{ queue { logs } }"), cost("{ queue { logs(tail: 10) } }")
+    assert whole == 1 + 20 * LOG_WEIGHT and tail == 1 + 20 * 1
+    assert cost(NESTED) > DEFAULT_MAX_COST
+
+
+def test_fragments_count_where_they_are_spread_and_cycles_end() -> None:
+    spread = "{ queue(first: 3) { ...F } } fragment F on Job { id status }"
+    inline = "{ queue(first: 3) { ... on Job { id status } } }"
+    assert cost(spread) == cost(inline) == 1 + 3 * 2
+    cyclic = "{ me { ...A } } fragment A on User { id ...B } fragment B on User { ...A }"
+    assert cost(cyclic) >= 2  # returns: graphql's own validation refuses the cycle
+
+
+async def test_the_nested_query_of_the_issue_is_refused_before_any_job_is_read(
+    api: GraphQLClient, accounts: dict[str, Account], job_reads: JobReads
+) -> None:
+    response = await api(NESTED, token=accounts["user"].token)
+    assert response.codes == ["QUERY_TOO_COSTLY"]
+    error = response.errors[0]
+    assert error["extensions"]["limit"] == DEFAULT_MAX_COST
+    assert error["extensions"]["cost"] == cost(NESTED)
+    assert f"{cost(NESTED):,}" in error["message"] and f"{DEFAULT_MAX_COST:,}" in error["message"]
+    assert response.data is None
+    assert job_reads.statements == []
+
+
+async def test_aliases_add_up(api: GraphQLClient, accounts: dict[str, Account]) -> None:
+    one = "jobs(first: 20) { edges { node { id logs } } }"
+    assert cost("{ " + one + " }") < DEFAULT_MAX_COST
+    many = "{ " + " ".join(f"a{i}: {one}" for i in range(5)) + " }"
+    response = await api(many, token=accounts["user"].token)
+    assert response.codes == ["QUERY_TOO_COSTLY"]
+
+
+async def test_a_dashboard_query_fits(api: GraphQLClient, accounts: dict[str, Account]) -> None:
+    response = await api(DASHBOARD, token=accounts["admin"].token)
+    assert not response.errors, response.errors
+
+
+async def test_a_page_size_in_a_variable_counts(
+    api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    query = "query($n: Int) { jobs(first: $n) { edges { node { id logs } } } }"
+    small = await api(query, {"n": 5}, accounts["user"].token)
+    assert not small.errors, small.errors
+    large = await api(query, {"n": 100}, accounts["user"].token)
+    assert large.codes == ["QUERY_TOO_COSTLY"]
+
+
+@pytest.fixture
+async def strict_api(db: str) -> AsyncIterator[GraphQLClient]:
+    app = create_app(Settings(database_url=db, max_query_cost=10), manage_database=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rendertrack.test") as http:
+        yield GraphQLClient(http)
+
+
+async def test_the_limit_is_the_servers_setting(
+    strict_api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    assert not (await strict_api("{ me { id } }", token=accounts["user"].token)).errors
+    refused = await strict_api("{ queue(first: 10) { id } }", token=accounts["user"].token)
+    assert refused.codes == ["QUERY_TOO_COSTLY"]
+    assert refused.errors[0]["extensions"]["limit"] == 10

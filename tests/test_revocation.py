@@ -1,0 +1,131 @@
+"""Revocation reaches open connections, and each user has a share of them: against a real
+uvicorn server, over both websocket protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from app.factory import create_app
+from app.settings import Settings
+from gql.connections import RECHECK_INTERVAL_SECONDS
+from tests.conftest import Account
+from tests.graphql_client import GraphQLClient
+from tests.live_server import LEGACY_WS, TRANSPORT_WS, LiveServer, Socket, open_socket, serve
+from tests.operations import mutate, submit
+from tests.server_process import environment, rendertrack_command
+
+PROTOCOLS = [TRANSPORT_WS, LEGACY_WS]
+JOB_EVENTS = "subscription { jobEvents { kind job { id status } } }"
+DEACTIVATE = "mutation($id: ID!) { deactivateUser(userId: $id) { isActive } }"
+ROTATE = "mutation($id: ID!) { rotateToken(userId: $id) { token } }"
+WITHIN = 1.0  # seconds: what "at once" means for a revocation
+
+
+async def closed_within(socket: Socket, seconds: float) -> tuple[int | None, str]:
+    """Reads until the server closes the socket; (close code, reason)."""
+    async with asyncio.timeout(seconds):
+        try:
+            while True:
+                await socket.connection.recv()
+        except ConnectionClosed as closed:
+            frame = closed.rcvd
+            return (frame.code, frame.reason) if frame else (None, "")
+
+
+async def subscribed(socket: Socket, token: str) -> None:
+    ack = await socket.init(token)
+    assert ack["type"] == "connection_ack", ack
+    await socket.subscribe(JOB_EVENTS, {})
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("revocation", [DEACTIVATE, ROTATE])
+async def test_a_revoked_users_open_websocket_is_closed_at_once(
+    live: LiveServer,
+    http: GraphQLClient,
+    accounts: dict[str, Account],
+    protocol: str,
+    revocation: str,
+) -> None:
+    user, admin = accounts["user"], accounts["admin"]
+    async with open_socket(live, protocol) as socket, open_socket(live, protocol) as bystander:
+        await subscribed(socket, user.token)
+        await subscribed(bystander, accounts["other"].token)
+        await mutate(http, admin.token, revocation, id=user.id)
+        started = time.monotonic()
+        code, reason = await closed_within(socket, WITHIN)
+        assert time.monotonic() - started < WITHIN
+        assert code == 4403 and "revoked" in reason
+        # Another user's connection is untouched: it still receives events.
+        job_id = await submit(http, accounts["other"].token)
+        async with asyncio.timeout(5):
+            while True:
+                event = (await bystander.next_payload())["data"]["jobEvents"]
+                if event["job"]["id"] == job_id and event["job"]["status"] == "QUEUED":
+                    break  # the submission's last event: nothing more is on its way
+
+
+async def test_a_revoked_token_cannot_open_a_new_websocket(
+    live: LiveServer, http: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    user = accounts["user"]
+    await mutate(http, accounts["admin"].token, DEACTIVATE, id=user.id)
+    async with open_socket(live) as socket:
+        await socket.send(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {user.token}"}}
+        )
+        code, _ = await closed_within(socket, 5)
+    assert code == 4403
+
+
+async def test_each_user_has_a_share_of_connections(db: str, accounts: dict[str, Account]) -> None:
+    app = create_app(Settings(database_url=db, max_connections_per_user=2), manage_database=False)
+    async with serve(app) as server:
+        async with open_socket(server) as first, open_socket(server) as second:
+            assert (await first.init(accounts["user"].token))["type"] == "connection_ack"
+            assert (await second.init(accounts["user"].token))["type"] == "connection_ack"
+            async with open_socket(server) as third, open_socket(server) as other:
+                await third.send(
+                    {
+                        "type": "connection_init",
+                        "payload": {"Authorization": f"Bearer {accounts['user'].token}"},
+                    }
+                )
+                code, _ = await closed_within(third, 5)
+                assert code == 4403
+                # Another user is not held back by this one's share.
+                assert (await other.init(accounts["other"].token))["type"] == "connection_ack"
+        # Closed connections give their place back.
+        async with open_socket(server) as again:
+            assert (await again.init(accounts["user"].token))["type"] == "connection_ack"
+
+
+@pytest.mark.slow
+async def test_a_revocation_from_the_command_line_closes_the_websocket_too(
+    live: LiveServer, accounts: dict[str, Account], db: str, tmp_path: Path
+) -> None:
+    """`rendertrack users deactivate` is another process: on PostgreSQL its notice arrives at
+    commit; on SQLite the server finds it at its next check of its connections' users."""
+    user = accounts["user"]
+    async with open_socket(live) as socket:
+        await subscribed(socket, user.token)
+        finished = await asyncio.to_thread(
+            subprocess.run,
+            [*rendertrack_command(), "users", "deactivate", "--email", user.email],
+            env=environment(db),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert finished.returncode == 0, finished.stderr
+        within = WITHIN if db.startswith("postgres") else RECHECK_INTERVAL_SECONDS + 2
+        code, _ = await closed_within(socket, within)
+    assert code == 4403
