@@ -48,6 +48,13 @@ class Context:
     logs: DataLoader[tuple[Job, int | None], str | None] = field(
         default_factory=lambda: DataLoader(load_fn=_load_logs, cache=False)
     )
+    # User.jobs of a list of users: one statement per distinct page asked for.
+    owner_pages: DataLoader[OwnerPageKey, queries.Page] = field(
+        default_factory=lambda: DataLoader(load_fn=_load_owner_pages, cache=False)
+    )
+    owner_counts: DataLoader[OwnerCountKey, int] = field(
+        default_factory=lambda: DataLoader(load_fn=_load_owner_counts, cache=False)
+    )
     finished_recently: DataLoader[datetime, int] = field(
         default_factory=lambda: DataLoader(load_fn=_load_finished_recently, cache=False)
     )
@@ -55,6 +62,37 @@ class Context:
     @property
     def actor(self) -> Actor | None:
         return None if self.user is None else users.actor_of(self.user)
+
+
+# (who asks, whose jobs, which filter, which page)
+OwnerPageKey = tuple[Actor, str, queries.JobQuery, queries.PageRequest]
+OwnerCountKey = tuple[Actor, str, queries.JobQuery]
+
+
+async def _load_owner_pages(keys: list[OwnerPageKey]) -> list[queries.Page | Exception]:
+    groups: dict[tuple[Actor, queries.JobQuery, queries.PageRequest], list[str]] = {}
+    for actor, owner, query, request in keys:
+        groups.setdefault((actor, query, request), []).append(owner)
+    found: dict[OwnerPageKey, queries.Page | Exception] = {}
+    for (actor, query, request), owners in groups.items():
+        unique = list(dict.fromkeys(owners))
+        pages = await queries.pages_of_owners(actor, query, request, unique)
+        for owner, page in zip(unique, pages, strict=True):
+            found[(actor, owner, query, request)] = page
+    return [found[key] for key in keys]
+
+
+async def _load_owner_counts(keys: list[OwnerCountKey]) -> list[int | Exception]:
+    groups: dict[tuple[Actor, queries.JobQuery], list[str]] = {}
+    for actor, owner, query in keys:
+        groups.setdefault((actor, query), []).append(owner)
+    found: dict[OwnerCountKey, int | Exception] = {}
+    for (actor, query), owners in groups.items():
+        unique = list(dict.fromkeys(owners))
+        counts = await queries.counts_of_owners(actor, query, unique)
+        for owner, count in zip(unique, counts, strict=True):
+            found[(actor, owner, query)] = count
+    return [found[key] for key in keys]
 
 
 def _job_key(job: Job) -> str:

@@ -254,13 +254,15 @@ async def resolve_jobs(
 ) -> JobConnection:
     """`Query.jobs` and `User.jobs`: the same page, scoped to the user when asked on one."""
     actor = require_actor(info)
-    job_filter = filter or JobFilter()
+    query = (filter or JobFilter()).to_query(order_by or JobOrder.NEWEST_FIRST)
+    request = queries.PageRequest(first=first, after=after, last=last, before=before)
     if isinstance(root, User):
-        job_filter = dataclasses.replace(job_filter, user_id=root.id)
-    query = job_filter.to_query(order_by or JobOrder.NEWEST_FIRST)
-    page = await queries.page_of_jobs(
-        actor, query, queries.PageRequest(first=first, after=after, last=last, before=before)
-    )
+        # A list of users' jobs is batched: one statement per distinct page, not one per user.
+        owned = dataclasses.replace(query, user_id=None)
+        context = info.context
+        page = await context.owner_pages.load((actor, root.id, owned, request))
+        return JobConnection.of(page, lambda: context.owner_counts.load((actor, root.id, owned)))
+    page = await queries.page_of_jobs(actor, query, request)
     return JobConnection.of(page, lambda: queries.count_jobs(actor, query))
 
 

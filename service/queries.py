@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -93,19 +93,91 @@ async def count_jobs(actor: Actor, query: JobQuery) -> int:
 
 async def page_of_jobs(actor: Actor, query: JobQuery, request: PageRequest) -> Page:
     size, forward = _page_size(request)
-    jobs = filtered_jobs(actor, query)
-    # Walking backwards reverses the order, then the page is flipped back.
-    descending = query.newest_first == forward
+    jobs = _ordered_page(filtered_jobs(actor, query), query, request, forward)
+    return _page_of(await jobs.limit(size + 1), size, forward, request)
+
+
+async def pages_of_owners(
+    actor: Actor, query: JobQuery, request: PageRequest, owner_ids: list[str]
+) -> list[Page | Exception]:
+    """The same page of each owner's jobs (`User.jobs` across a list of users) in one
+    statement: the filtered, ordered jobs of all the owners, numbered per owner, cut at the page
+    size. An owner the actor may not list gets its refusal instead."""
+    size, forward = _page_size(request)
+    allowed = [owner for owner in owner_ids if policy.can_list_jobs_of(actor, owner)]
+    jobs = _ordered_page(
+        filtered_jobs(actor, replace(query, user_id=None)).filter(user_id__in=allowed),
+        query,
+        request,
+        forward,
+    )
+    by_owner: dict[str, list[Job]] = {owner: [] for owner in allowed}
+    if allowed:
+        for job in await _first_rows_per_owner(jobs, query, forward, size + 1):
+            by_owner[job.user_id].append(job)
+    refusal = Forbidden("Only admins list another user's jobs.")
+    return [
+        _page_of(by_owner[owner], size, forward, request) if owner in by_owner else refusal
+        for owner in owner_ids
+    ]
+
+
+async def counts_of_owners(
+    actor: Actor, query: JobQuery, owner_ids: list[str]
+) -> list[int | Exception]:
+    """How many jobs each owner has under `query` (User.jobs' totalCount), in one statement."""
+    allowed = [owner for owner in owner_ids if policy.can_list_jobs_of(actor, owner)]
+    counts: dict[str, int] = dict.fromkeys(allowed, 0)
+    if allowed:
+        rows = (
+            await filtered_jobs(actor, replace(query, user_id=None))
+            .filter(user_id__in=allowed)
+            .annotate(count=Count("id"))
+            .group_by("user_id")
+            .values("user_id", "count")
+        )
+        counts.update({row["user_id"]: row["count"] for row in rows})
+    refusal = Forbidden("Only admins list another user's jobs.")
+    return [counts.get(owner, refusal) for owner in owner_ids]
+
+
+def _ordered_page(
+    jobs: QuerySet[Job], query: JobQuery, request: PageRequest, forward: bool
+) -> QuerySet[Job]:
+    """`jobs` past the page's cursor, in the page's order, without their render spec."""
+    descending = query.newest_first == forward  # walking backwards reverses the order
     cursor = request.after if forward else request.before
     if cursor is not None:
         created_at, job_id = decode_cursor(cursor, "after" if forward else "before")
         jobs = jobs.filter(_beyond(created_at, job_id, descending))
     direction = "-" if descending else ""
-    rows = (
-        await jobs.order_by(f"{direction}created_at", f"{direction}id")
-        .limit(size + 1)
-        .only(*job_store.ROW_FIELDS)  # the render spec is read only if a client asks for it
+    return jobs.order_by(f"{direction}created_at", f"{direction}id").only(*job_store.ROW_FIELDS)
+
+
+async def _first_rows_per_owner(
+    jobs: QuerySet[Job], query: JobQuery, forward: bool, count: int
+) -> list[Job]:
+    """The first `count` rows of each owner in `jobs`' order: its SQL (as Tortoise would send
+    it, parameters and all) numbered per owner by a window."""
+    jobs._make_query()  # what QuerySet.sql() does, keeping the parameters
+    inner, parameters = jobs.query.get_parameterized_sql()
+    order = "DESC" if query.newest_first == forward else "ASC"
+    rows = await connections.get("default").execute_query_dict(
+        f"""SELECT * FROM (
+            SELECT "page".*, ROW_NUMBER() OVER (
+                PARTITION BY "page"."user_id"
+                ORDER BY "page"."created_at" {order}, "page"."id" {order}) AS "rank_in_owner"
+            FROM ({inner}) AS "page"
+        ) AS "ranked" WHERE "rank_in_owner" <= {int(count)}
+        ORDER BY "user_id", "rank_in_owner" """,
+        list(parameters),
     )
+    for row in rows:
+        row.pop("rank_in_owner")
+    return [Job._init_from_db(**row) for row in rows]
+
+
+def _page_of(rows: list[Job], size: int, forward: bool, request: PageRequest) -> Page:
     more = len(rows) > size
     rows = rows[:size]
     if not forward:

@@ -13,7 +13,10 @@ from graphql import parse
 from app.factory import create_app
 from app.settings import Settings
 from gql.cost import DEFAULT_MAX_COST, LOG_WEIGHT, query_cost
+from models import User
+from service import users as user_service
 from tests.conftest import Account
+from tests.factories import insert_job
 from tests.graphql_client import GraphQLClient
 
 NESTED = """
@@ -123,3 +126,68 @@ async def test_the_limit_is_the_servers_setting(
     refused = await strict_api("{ queue(first: 10) { id } }", token=accounts["user"].token)
     assert refused.codes == ["QUERY_TOO_COSTLY"]
     assert refused.errors[0]["extensions"]["limit"] == 10
+
+
+NESTED_USERS = """
+{ users { id jobs(first: 3) { totalCount pageInfo { hasNextPage endCursor }
+    edges { node { id queuePosition user { id } } } } } }
+"""
+
+
+class Statements(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+async def statements_of(api: GraphQLClient, query: str, token: str) -> tuple[int, dict]:
+    logger = logging.getLogger("tortoise.db_client")
+    handler, level = Statements(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        response = await api(query, token=token)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not response.errors, response.errors
+    return handler.count, response.data
+
+
+async def add_users_with_jobs(count: int, jobs_each: int) -> None:
+    for index in range(count):
+        created = (await user_service.create_user(f"u{index}-{count}@example.com", None)).user
+        owner = await User.get(id=created.id)
+        for _ in range(jobs_each):
+            await insert_job(owner, status="QUEUED")
+
+
+async def test_nested_lists_cost_statements_by_depth_not_by_rows(
+    api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    admin = accounts["admin"].token
+    await add_users_with_jobs(2, 4)
+    few, _ = await statements_of(api, NESTED_USERS, admin)
+    await add_users_with_jobs(20, 4)
+    many, data = await statements_of(api, NESTED_USERS, admin)
+    assert many == few, (few, many)
+
+    # And each user's page is the one a query of that user alone answers.
+    for user in data["users"]:
+        alone = await api(
+            """query($id: ID!) { jobs(first: 3, filter: {userId: $id}) { totalCount
+                 pageInfo { hasNextPage endCursor } edges { node { id } } } }""",
+            {"id": user["id"]},
+            admin,
+        )
+        expected = alone.data["jobs"]
+        nested = user["jobs"]
+        assert [e["node"]["id"] for e in nested["edges"]] == [
+            e["node"]["id"] for e in expected["edges"]
+        ]
+        assert nested["totalCount"] == expected["totalCount"]
+        assert nested["pageInfo"] == expected["pageInfo"]
+        assert all(e["node"]["user"]["id"] == user["id"] for e in nested["edges"])
