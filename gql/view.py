@@ -20,6 +20,7 @@ from gql.connections import DEFAULT_MAX_CONNECTIONS_PER_USER, ConnectionRegistry
 from gql.context import Context, user_from_header
 from gql.cost import DEFAULT_MAX_COST
 from gql.schema import schema as default_schema
+from gql.ws_handlers import LegacyWSHandler, TransportWSHandler
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ LOGGED_ORIGIN_CHARS = 200
 
 
 class RendertrackGraphQL(GraphQL):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(
         self,
         *,

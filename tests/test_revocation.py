@@ -129,3 +129,24 @@ async def test_a_revocation_from_the_command_line_closes_the_websocket_too(
         within = WITHIN if db.startswith("postgres") else RECHECK_INTERVAL_SECONDS + 2
         code, _ = await closed_within(socket, within)
     assert code == 4403
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+async def test_a_connection_carries_a_limited_number_of_subscriptions(
+    db: str, accounts: dict[str, Account], protocol: str
+) -> None:
+    settings = Settings(database_url=db, max_subscriptions_per_connection=2)
+    async with (
+        serve(create_app(settings, manage_database=False)) as server,
+        open_socket(server, protocol) as socket,
+    ):
+        assert (await socket.init(accounts["user"].token))["type"] == "connection_ack"
+        await socket.subscribe(JOB_EVENTS, {}, op_id="1")
+        await socket.subscribe(JOB_EVENTS, {}, op_id="2")
+        await socket.subscribe(JOB_EVENTS, {}, op_id="3")
+        refusal = await socket.receive()
+        assert refusal["type"] == "error" and refusal["id"] == "3", refusal
+        payload = refusal["payload"]
+        error = payload[0] if isinstance(payload, list) else payload
+        assert error["extensions"] == {"code": "TOO_MANY_SUBSCRIPTIONS", "limit": 2}
+        assert "RENDERTRACK_MAX_SUBSCRIPTIONS_PER_CONNECTION" in error["message"]
