@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from domain.errors import BadUserInput
+from domain.paths import has_control_characters
 from domain.validation import storage_problem
 
 # cuid2 ids, as models/base.py makes them: lower-case letters and digits.
@@ -33,7 +34,7 @@ def check_search(value: object, field: str = "search") -> str:
     term = value.strip()
     if len(term) > MAX_SEARCH_LENGTH:
         raise BadUserInput.single(field, f"must be at most {MAX_SEARCH_LENGTH} characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in term):
+    if has_control_characters(term):
         raise BadUserInput.single(field, "must not contain control characters")
     if (problem := storage_problem(term)) is not None:
         raise BadUserInput.single(field, problem)

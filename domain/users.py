@@ -10,6 +10,7 @@ import email_validator
 from email_validator import EmailNotValidError, validate_email
 
 from domain.errors import BadUserInput
+from domain.paths import has_control_characters
 from domain.status import Role
 from domain.validation import storage_problem
 
@@ -90,7 +91,7 @@ def clean_user_name(name: object) -> str | None:
     trimmed = name.strip()
     if len(trimmed) > MAX_USER_NAME_LENGTH:
         raise BadUserInput.single("name", f"must be at most {MAX_USER_NAME_LENGTH} characters")
-    if any(ord(character) < 32 or ord(character) == 127 for character in trimmed):
+    if has_control_characters(trimmed):
         raise BadUserInput.single("name", "must not contain control characters")
     if (problem := storage_problem(trimmed)) is not None:
         raise BadUserInput.single("name", problem)

@@ -16,9 +16,10 @@ from domain.status import JobStatus
 from models import Job
 from service import queries
 from service.bus import Delivery, EventBus, Resync
+from service.bus.core import DEFAULT_BUFFER_SIZE
 
 # Events a subscriber may fall behind by before it is told so and closed (progress coalesces).
-SUBSCRIBER_BUFFER = 256
+SUBSCRIBER_BUFFER = DEFAULT_BUFFER_SIZE
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.errors import BadUserInput, FieldError
+from domain.lookups import check_search
+from domain.users import clean_user_name
 from domain.validation import (
     MAX_NEXRENDER_CONFIG_BYTES,
     CleanSubmission,
@@ -780,3 +782,12 @@ def test_check_submission_returns_or_refuses_only(
         assert isinstance(result, CleanSubmission)
         assert isinstance(render_spec_problems(result), list)
     assert all("\x00" not in str(error) for error in errors)
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x1b", "\x7f", "\x85", "\x9b"])
+def test_one_rule_for_control_characters_in_names_searches_and_user_names(control: str) -> None:
+    """C0, DEL and C1 controls alike, wherever a name is checked (one definition)."""
+    for check, field in ((check_search, "search"), (clean_user_name, "name")):
+        with pytest.raises(BadUserInput) as refused:
+            check(f"promo{control}2026")
+        assert [error.field for error in refused.value.errors] == [field]
