@@ -86,25 +86,34 @@ async def test_another_users_job_is_not_found(
         await socket.expect_complete()
 
 
+async def registered(live: LiveServer, count: int) -> None:
+    """Until the server's bus holds `count` subscriptions: a signal, not a guess."""
+    async with asyncio.timeout(10):
+        while live.app.state.bus.subscriber_count < count:
+            await asyncio.sleep(0.01)
+
+
 async def test_a_user_sees_only_its_own_jobs_in_job_events(
     live: LiveServer, http: GraphQLClient, accounts: dict[str, Account]
 ) -> None:
     async with open_socket(live) as socket:
         await socket.init(accounts["user"].token)
         await socket.subscribe(JOB_EVENTS, {"filter": None})
-        await asyncio.sleep(0.1)  # the subscription is registered on the bus
+        await registered(live, 1)
         await submit(http, accounts["other"].token, projectName="Theirs")
         mine = await submit(http, accounts["user"].token, projectName="Mine")
-        seen = [await socket.next_payload() for _ in range(3)]
-        assert [p["data"]["jobEvents"]["job"]["id"] for p in seen] == [mine] * 3
-        assert [p["data"]["jobEvents"]["kind"] for p in seen] == [
+        theirs_again = await submit(http, accounts["other"].token, projectName="Theirs again")
+        marker = await submit(http, accounts["user"].token, projectName="Marker")
+        # Events arrive in commit order: the marker's three follow mine with nothing between.
+        seen = [await socket.next_payload() for _ in range(6)]
+        assert [p["data"]["jobEvents"]["job"]["id"] for p in seen] == [mine] * 3 + [marker] * 3
+        assert theirs_again not in {p["data"]["jobEvents"]["job"]["id"] for p in seen}
+        assert [p["data"]["jobEvents"]["kind"] for p in seen[:3]] == [
             "CREATED", "STATUS_CHANGED", "STATUS_CHANGED",
         ]  # fmt: skip
         assert {p["data"]["jobEvents"]["job"]["user"]["email"] for p in seen} == {
             "user@example.com"
         }
-        with pytest.raises(TimeoutError):
-            await socket.receive(timeout=0.5)
 
 
 async def test_job_events_filters_by_status_and_refuses_other_users_for_non_admins(
@@ -113,7 +122,7 @@ async def test_job_events_filters_by_status_and_refuses_other_users_for_non_admi
     async with open_socket(live) as socket:
         await socket.init(accounts["admin"].token)
         await socket.subscribe(JOB_EVENTS, {"filter": {"status": ["QUEUED"]}})
-        await asyncio.sleep(0.1)
+        await registered(live, 1)
         job_id = await submit(http, accounts["other"].token)
         payload = await socket.next_payload()
         assert event_of(payload, "jobEvents") == ("STATUS_CHANGED", "QUEUED", 0, "VALIDATING")
