@@ -189,11 +189,23 @@ def _check_auto_cancel_at(value: object, now: datetime) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         raise BadUserInput.single(field, "must be a date and time with a timezone")
-    if value.utcoffset() is None:
-        raise BadUserInput.single(field, "must include a timezone")
+    value = check_moment(value, field)
     if value <= (now if now.utcoffset() is not None else now.replace(tzinfo=UTC)):
         raise BadUserInput.single(field, "must be in the future")
     return value
+
+
+def check_moment(value: datetime, field: str) -> datetime:
+    """A date and time with a timezone that exists in UTC (9999-12-31T23:59:59-14:00 does not:
+    it is past the last moment a database can store). Returns it in UTC."""
+    if value.utcoffset() is None:
+        raise BadUserInput.single(field, "must include a timezone")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise BadUserInput.single(
+            field, "must be a moment between the years 1 and 9999 in UTC"
+        ) from None
 
 
 # --- nexrender_config as JSON ----------------------------------------------------------------

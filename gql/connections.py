@@ -29,6 +29,8 @@ class TooManyConnections(Exception):
             "(RENDERTRACK_MAX_CONNECTIONS_PER_USER): close one first."
         )
         self.limit = limit
+        # Short enough for a websocket close frame's reason (123 bytes).
+        self.reason = f"Too many connections: at most {limit} per user."
 
 
 @dataclass
@@ -42,6 +44,9 @@ class ConnectionRegistry:
         self.max_per_user = max_per_user
         self._holders: dict[WebSocket, _Holder] = {}
         self._closing: set[asyncio.Task[None]] = set()
+
+    def __contains__(self, websocket: object) -> bool:
+        return websocket in self._holders
 
     def count(self, user_id: str) -> int:
         return sum(1 for holder in self._holders.values() if holder.user_id == user_id)

@@ -31,6 +31,8 @@ class Context:
     connection_params: Any = None
     bus: EventBus | None = None
     max_query_cost: int = DEFAULT_MAX_COST
+    # Why connection_init was refused (the websocket's close reason).
+    rejection: str | None = None
     # One DataLoader per request: a page of jobs loads its owners in one query. The loaders of
     # values that change (queue positions, logs, throughput) batch but never cache: a websocket
     # context lives as long as its connection.

@@ -15,6 +15,7 @@ from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.execution import ExecutionContext
 
 from domain.errors import BadUserInput, DomainError, FieldError, InvalidTransition
@@ -65,6 +66,9 @@ def message_of(error: DomainError) -> str:
 
 def translate(error: GraphQLError) -> GraphQLError:
     original = error.original_error
+    if isinstance(original, InvalidOperationTypeError):  # e.g. a query over legacy graphql-ws
+        message = f"{error.message} here: send them over HTTP POST or graphql-transport-ws."
+        return _rebuilt(error, message, {"code": "OPERATION_NOT_ALLOWED"})
     if isinstance(original, DomainError):
         return _rebuilt(error, message_of(original), extensions_of(original))
     if error.extensions and "code" in error.extensions:

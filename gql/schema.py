@@ -10,7 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
 from gql.cost import QueryCostLimit
-from gql.errors import ErrorCodes, log_unexpected
+from gql.errors import ErrorCodes, log_unexpected, translate
 from gql.limits import GuardIntrospection, HideSchemaHints, SchemaHintsExecutor, request_limits
 from gql.mutations import Mutation
 from gql.queries import Query
@@ -22,6 +22,16 @@ class RendertrackSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         log_unexpected(errors, execution_context)
+
+    async def _handle_execution_result(self, context: ExecutionContext, *args: Any, **kwargs: Any):  # noqa: ANN202
+        """Every result, over HTTP or a websocket, leaves with coded, client-safe errors: the
+        websocket transports run queries and mutations through `stream`, where the ErrorCodes
+        extension's hook does not see the result. (Strawberry's internal hook; translating twice
+        changes nothing.)"""
+        result = await super()._handle_execution_result(context, *args, **kwargs)
+        if getattr(result, "errors", None):
+            result.errors = [translate(error) for error in result.errors]
+        return result
 
 
 def build_schema() -> RendertrackSchema:

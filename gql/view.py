@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.websocket_origin import is_same_origin
 from strawberry.types.unset import UNSET
 
@@ -20,7 +19,7 @@ from gql.connections import DEFAULT_MAX_CONNECTIONS_PER_USER, ConnectionRegistry
 from gql.context import Context, user_from_header
 from gql.cost import DEFAULT_MAX_COST
 from gql.schema import schema as default_schema
-from gql.ws_handlers import LegacyWSHandler, TransportWSHandler
+from gql.ws_handlers import LegacyWSHandler, TransportWSHandler, reject
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +52,17 @@ class RendertrackGraphQL(GraphQL):
         self.max_query_cost = max_query_cost
 
     def decode_json(self, data: str | bytes) -> object:
-        """A body that is not UTF-8 is a malformed request (400), not a server error."""
+        """A body that is not UTF-8, or nested too deep to parse, is a malformed request (400),
+        not a server error."""
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise json.JSONDecodeError(f"the body is not UTF-8: {error}", "", 0) from None
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except RecursionError:
+            raise json.JSONDecodeError("the body is nested too deeply", "", 0) from None
 
     async def run(
         self,
@@ -118,16 +121,20 @@ class RendertrackGraphQL(GraphQL):
         )
 
     async def on_ws_connect(self, context: Context) -> None:  # type: ignore[override]
+        """Authenticates `connection_init` and admits the connection to its user's share. A
+        refusal closes the socket with 4403 and says why (gql/ws_handlers.py)."""
+        if isinstance(context.request, WebSocket) and context.request in self.connections:
+            # The legacy protocol lets a client send connection_init again: it may not change
+            # who the connection is.
+            reject(context, "connection_init was already received on this connection.")
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         header = params.get("Authorization") or params.get("authorization")
         if isinstance(header, str):
             context.user = await user_from_header(header)
         if context.user is None:
-            raise ConnectionRejectionError({"message": "A valid API token is required."})
+            reject(context, "A valid API token is required.")
         if isinstance(context.request, WebSocket):
             try:
                 self.connections.admit(context.request, context.user)
             except TooManyConnections as refusal:
-                raise ConnectionRejectionError(
-                    {"message": str(refusal), "code": "TOO_MANY_CONNECTIONS"}
-                ) from None
+                reject(context, refusal.reason, code="TOO_MANY_CONNECTIONS", detail=str(refusal))

@@ -1,10 +1,13 @@
-"""Strawberry's two websocket protocol handlers, with the subscription cap's refusal coded and
-explained: Strawberry sends a bare "Subscription limit reached"."""
+"""Strawberry's two websocket protocol handlers, with refusals that say why: a refused
+connection_init closes the socket with 4403 and the reason on both protocols (Strawberry closes
+graphql-transport-ws with a bare "Forbidden" and the legacy protocol with 1011), and the
+subscription cap's refusal is coded (Strawberry sends a bare "Subscription limit reached")."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -34,11 +37,51 @@ def _coded(message: Any, limit: int | None) -> Any:
     return message
 
 
+REFUSED_CLOSE_CODE = 4403
+# A websocket close frame's reason holds at most 123 bytes.
+MAX_REASON_BYTES = 123
+
+
+def reject(
+    context: Any, reason: str, *, code: str = "FORBIDDEN", detail: str | None = None
+) -> NoReturn:
+    """Refuses connection_init: remembers why for the close frame, and raises Strawberry's
+    rejection (whose payload the legacy protocol sends as connection_error)."""
+    context.rejection = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+    raise ConnectionRejectionError({"message": detail or reason, "code": code})
+
+
+class _RefusalCloser:
+    """Strawberry's websocket adapter, with a close after a refused connection_init turned into
+    4403 and the reason."""
+
+    def __init__(self, adapter: Any, context: Any) -> None:
+        self._adapter = adapter
+        self._context = context
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+    async def close(self, code: int, reason: str) -> None:
+        rejection = getattr(self._context, "rejection", None)
+        if rejection:
+            code, reason = REFUSED_CLOSE_CODE, rejection
+        await self._adapter.close(code, reason)
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.websocket = _RefusalCloser(self.websocket, self.context)
+
     async def send_message(self, message: Any) -> None:
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))
 
 
 class LegacyWSHandler(BaseGraphQLWSHandler):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.websocket = _RefusalCloser(self.websocket, self.context)
+
     async def send_message(self, message: Any) -> None:
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))

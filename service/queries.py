@@ -22,6 +22,7 @@ from domain.errors import BadUserInput, FieldError, Forbidden
 from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
 from domain.status import JobStatus
+from domain.validation import check_moment
 from models import Job, User
 from service import clock, job_store
 from service.visibility import visible_jobs
@@ -81,9 +82,9 @@ def filtered_jobs(actor: Actor, query: JobQuery) -> QuerySet[Job]:
     if term:
         jobs = jobs.filter(Q(project_name__icontains=term) | Q(output_name__icontains=term))
     if query.created_after is not None:
-        jobs = jobs.filter(created_at__gt=query.created_after)
+        jobs = jobs.filter(created_at__gt=check_moment(query.created_after, "created_after"))
     if query.created_before is not None:
-        jobs = jobs.filter(created_at__lt=query.created_before)
+        jobs = jobs.filter(created_at__lt=check_moment(query.created_before, "created_before"))
     return jobs
 
 
