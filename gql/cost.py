@@ -2,9 +2,9 @@
 
 The estimate counts the nodes a query can return: every field is one, a list multiplies what is
 under it by the page it asks for (`first`/`last`, else the default page), and the fields that
-carry bulk text count for more (`logs`: a job's log may hold RENDERTRACK_LOG_LIMIT bytes;
-`nexrenderConfig`: up to 256 KiB of JSON). A query over the budget is refused with
-QUERY_TOO_COSTLY naming its cost and the limit, before any statement runs.
+carry bulk text count one node per KiB they may hold (`logs`: a job's log may hold 256 KiB by
+default, a line 4 KiB; `nexrenderConfig`: up to 256 KiB of JSON). A query over the budget is
+refused with QUERY_TOO_COSTLY naming its cost and the limit, before any statement runs.
 """
 
 from __future__ import annotations
@@ -33,10 +33,12 @@ DEFAULT_MAX_COST = 5_000
 # Lists and how many items they may hold when the query does not say.
 PAGED_FIELDS = frozenset({"jobs", "queue"})
 USERS_ESTIMATE = MAX_PAGE_SIZE  # `users` is an admin's list of every account
-# Fields whose value is bulk text: what one of them counts for.
-LOG_WEIGHT = 64  # a whole log: up to 256 KiB by default, 4 KiB a node
-LOG_LINES_PER_NODE = 64  # with `tail: N`, N lines
-CONFIG_WEIGHT = 16
+# Fields whose value is bulk text count one node per KiB they may hold: a whole log up to
+# 256 KiB by default, a log line up to 4 KiB, a render spec up to 256 KiB of JSON (and more once
+# escaped in the response). Five thousand nodes then bound a response to a few MiB of them.
+LOG_WEIGHT = 256
+LOG_LINE_WEIGHT = 4
+CONFIG_WEIGHT = 256
 
 
 def query_cost(
@@ -93,7 +95,7 @@ def _field_cost(
     if name == "logs":
         tail = arguments.get("tail")
         if isinstance(tail, int) and tail >= 0:
-            return 1 + min(LOG_WEIGHT, tail // LOG_LINES_PER_NODE)
+            return 1 + min(LOG_WEIGHT, tail * LOG_LINE_WEIGHT)
         return LOG_WEIGHT
     if name == "nexrenderConfig":
         return CONFIG_WEIGHT

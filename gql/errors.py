@@ -123,6 +123,8 @@ def _is_request_error(error: GraphQLError) -> bool:
 
 def is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
+    if isinstance(original, InvalidOperationTypeError):  # the client's choice of transport
+        return False
     if original is None or isinstance(original, DomainError) or _is_request_error(error):
         return False
     return not (isinstance(original, GraphQLError) and original.extensions.get("code"))

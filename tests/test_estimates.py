@@ -16,8 +16,11 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
+from app.factory import create_app
+from app.settings import Settings
 from domain import estimates
 from domain.policy import Actor
 from domain.status import JobStatus
@@ -561,9 +564,19 @@ EVERY_LAZY_FIELD = """
 """
 
 
+@pytest.fixture
+async def roomy_api(db: str) -> AsyncIterator[GraphQLClient]:
+    """The app with a query budget that lets a page of 50 render specs through."""
+    app = create_app(Settings(database_url=db, max_query_cost=100_000), manage_database=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://rendertrack.test") as http:
+        yield GraphQLClient(http)
+
+
 async def test_every_lazily_read_field_of_a_page_costs_the_same_for_5_and_50_jobs(
-    api: GraphQLClient, accounts: dict[str, Account], statements: StatementCounter
+    roomy_api: GraphQLClient, accounts: dict[str, Account], statements: StatementCounter
 ) -> None:
+    api = roomy_api
     owner = await User.get(id=accounts["user"].id)
     worker = await User.get(id=accounts["worker"].id)
     admin = accounts["admin"].token

@@ -12,7 +12,7 @@ from graphql import parse
 
 from app.factory import create_app
 from app.settings import Settings
-from gql.cost import DEFAULT_MAX_COST, LOG_WEIGHT, query_cost
+from gql.cost import CONFIG_WEIGHT, DEFAULT_MAX_COST, LOG_LINE_WEIGHT, LOG_WEIGHT, query_cost
 from models import User
 from service import users as user_service
 from tests.conftest import Account
@@ -63,7 +63,9 @@ def test_the_estimate_multiplies_nested_pages_and_weighs_bulk_text() -> None:
     assert cost("{ jobs(first: 5000) { edges { node { id } } } }") == 1 + 100 * 3  # capped
     assert cost("query($n: Int) { queue(first: $n) { id } }", {"n": 7}) == 1 + 7
     whole, tail = cost("{ queue { logs } }"), cost("{ queue { logs(tail: 10) } }")
-    assert whole == 1 + 20 * LOG_WEIGHT and tail == 1 + 20 * 1
+    assert whole == 1 + 20 * LOG_WEIGHT and tail == 1 + 20 * (1 + 10 * LOG_LINE_WEIGHT)
+    # A page of render specs: 20 may hold 5 MiB of JSON (more once escaped).
+    assert cost("{ queue { nexrenderConfig } }") == 1 + 20 * CONFIG_WEIGHT > DEFAULT_MAX_COST
     assert cost(NESTED) > DEFAULT_MAX_COST
 
 
@@ -89,7 +91,7 @@ async def test_the_nested_query_of_the_issue_is_refused_before_any_job_is_read(
 
 
 async def test_aliases_add_up(api: GraphQLClient, accounts: dict[str, Account]) -> None:
-    one = "jobs(first: 20) { edges { node { id logs } } }"
+    one = "jobs(first: 5) { edges { node { id logs } } }"
     assert cost("{ " + one + " }") < DEFAULT_MAX_COST
     many = "{ " + " ".join(f"a{i}: {one}" for i in range(5)) + " }"
     response = await api(many, token=accounts["user"].token)

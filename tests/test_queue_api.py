@@ -468,14 +468,15 @@ async def test_nexrender_config_is_answered_wherever_a_job_is(
         assert response.data["job"]["nexrenderConfig"] == config
 
     page = await api(
-        "{ jobs(orderBy: OLDEST_FIRST) { edges { node { id nexrenderConfig } } } }", token=user
+        "{ jobs(first: 5, orderBy: OLDEST_FIRST) { edges { node { id nexrenderConfig } } } }",
+        token=user,
     )
     assert [edge["node"] for edge in page.data["jobs"]["edges"]] == [
         {"id": a, "nexrenderConfig": CONFIG_A},
         {"id": b, "nexrenderConfig": CONFIG_B},
         {"id": none, "nexrenderConfig": None},
     ]
-    queue = await api("{ queue { id nexrenderConfig } }", token=accounts["admin"].token)
+    queue = await api("{ queue(first: 5) { id nexrenderConfig } }", token=accounts["admin"].token)
     assert [job["nexrenderConfig"] for job in queue.data["queue"]] == [CONFIG_A, CONFIG_B, None]
 
     claimed = await mutate(
