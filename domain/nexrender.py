@@ -19,12 +19,19 @@ its keys as they come."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from domain.errors import FieldError
-from domain.paths import URI_SCHEMES, has_control_characters, has_parent_segment, reference_problems
+from domain.paths import (
+    URI_SCHEMES,
+    has_control_characters,
+    has_parent_segment,
+    is_absolute_path,
+    reference_problems,
+)
 
 ASSET_TYPES = ("image", "audio", "video", "data", "script", "static")
 LAYER_ASSET_TYPES = ("image", "audio", "video")
@@ -49,6 +56,8 @@ _PROVIDER_PACKAGE = "@nexrender/provider-"
 _WORK_OPTIONS = ("input", "output")  # relative ones are read inside the job's folder
 _PATH_OPTION_SUFFIXES = ("path", "Path", "directory", "Directory")
 _WORK_NAMES = ("name", "extension", "decompressed")  # joined to the job's folder
+_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
+_EXTENSION = re.compile(r"[A-Za-z0-9]{1,16}")
 
 
 def is_int(value: object) -> bool:
@@ -135,8 +144,20 @@ class _Access:
 
 
 def _work_name_problems(value: object, field: str) -> list[FieldError]:
-    if isinstance(value, str) and has_parent_segment(value):
+    """A name Nexrender joins to the job's folder: a plain relative name, never a way out."""
+    if not isinstance(value, str):
+        return []
+    if has_parent_segment(value):
         return [FieldError(field, "must not contain a '..' segment")]
+    if is_absolute_path(value) or _DRIVE_LETTER.match(value) or "://" in value:
+        return [FieldError(field, "must be a name inside the job's folder, not an absolute path")]
+    return []
+
+
+def _extension_problems(value: object, field: str) -> list[FieldError]:
+    """outputExt becomes the end of a file name: letters and digits only."""
+    if isinstance(value, str) and not _EXTENSION.fullmatch(value):
+        return [FieldError(field, "must be a file extension: letters and digits, like 'mp4'")]
     return []
 
 
@@ -156,6 +177,8 @@ def _template_problems(template: object, path: str, access: _Access) -> list[Fie
             problems += _text_problems(value, field)
         elif key in _TEMPLATE_INTEGERS:
             problems += _integer_problems(value, field)
+        elif key == "outputExt":
+            problems += _string_problems(value, field) or _extension_problems(value, field)
         elif key in _TEMPLATE_STRINGS:
             problems += _string_problems(value, field)
         elif key in _WORK_NAMES:
@@ -258,6 +281,32 @@ def _option_problems(
         return _provider_problems(value, field, access)
     if key == "params" and module == ENCODE_ACTION and isinstance(value, dict) and "-i" in value:
         return access.path(value["-i"], f"{field}.-i", relative=True)  # more inputs for ffmpeg
+    return _located_values_problems(value, field, access)
+
+
+def _located_values_problems(value: object, field: str, access: _Access) -> list[FieldError]:
+    """Any other option, however named or nested: every string in it that names a place (an
+    absolute path, a drive path, a URI) follows the path rule, and no string climbs out with
+    '..'. An action can read or write what its options name (ffmpeg's arguments, a fonts
+    folder, an upload target)."""
+    if isinstance(value, dict):
+        return [
+            problem
+            for key, item in value.items()
+            for problem in _located_values_problems(item, f"{field}.{key_in_field(key)}", access)
+        ]
+    if isinstance(value, list):
+        return [
+            problem
+            for index, item in enumerate(value)
+            for problem in _located_values_problems(item, f"{field}[{index}]", access)
+        ]
+    if not isinstance(value, str):
+        return []
+    if is_absolute_path(value) or _DRIVE_LETTER.match(value) or "://" in value:
+        return access.path(value, field)
+    if has_parent_segment(value):
+        return [FieldError(field, "must not contain a '..' segment")]
     return []
 
 

@@ -151,7 +151,7 @@ ALLOWED_CONFIGS = [
         ),
         "encode-extra-inputs",
     ),
-    (copy_to("/mnt/renders/x.mp4", description="not a path/../.."), "other-options-untouched"),
+    (copy_to("/mnt/renders/x.mp4", description="a plain note"), "other-options-untouched"),
     ({"template": TEMPLATE, "output": "/mnt/renders/result.mov"}, "job-output-inside"),
     ({"template": TEMPLATE, "uid": "job-42"}, "uid"),
     (NEXRENDER_README_JOB, "nexrender-readme-example"),
@@ -166,6 +166,34 @@ def test_paths_inside_the_roots_and_remote_uris_are_accepted(config: dict[str, A
 
 
 REFUSED_PATHS = [
+    # Options of any name, however nested, that name a place or climb out (an outside probe
+    # found these passing): ffmpeg's arguments, a fonts folder, nested options.
+    (
+        with_action(
+            {"module": "@nexrender/action-encode", "output": "o.mp4", "params": {"-y": "/etc/x"}}
+        ),
+        "actions.postrender[0].params.-y",
+        ROOTS_RULE,
+        "encode-params-outside",
+    ),
+    (
+        with_action({"module": "@nexrender/action-fonts", "fontsDir": "/etc"}),
+        "actions.postrender[0].fontsDir",
+        ROOTS_RULE,
+        "fonts-dir-outside",
+    ),
+    (
+        copy_to("/mnt/renders/x.mp4", options={"target": "file:///etc/cron.d/x"}),
+        "actions.postrender[0].options.target",
+        ROOTS_RULE,
+        "nested-option-outside",
+    ),
+    (
+        copy_to("/mnt/renders/x.mp4", note="reports/../../x"),
+        "actions.postrender[0].note",
+        "'..'",
+        "option-climbing-out",
+    ),
     (with_src("/etc/promo.aep"), "template.src", ROOTS_RULE, "template-outside"),
     (with_src("/mnt/renders-evil/p.aep"), "template.src", ROOTS_RULE, "template-prefix-only"),
     (with_src("file:///etc/passwd"), "template.src", ROOTS_RULE, "template-file-uri-outside"),
@@ -740,3 +768,25 @@ async def test_the_service_schemes_decide_which_uris_a_config_may_use(owner: Act
     refused = await submit(owner, config, allowed_uri_schemes=("https",))
     assert refused.status is JobStatus.FAILED
     assert "scheme 's3' is not accepted" in (refused.error_message or "")
+
+
+@pytest.mark.parametrize(
+    ("config", "field", "part"),
+    [
+        ({"template": {**TEMPLATE, "name": "/etc/cron.d/x"}}, "template.name", "absolute"),
+        ({"template": {**TEMPLATE, "name": "C:\\Windows\\x"}}, "template.name", "absolute"),
+        ({"template": TEMPLATE, "uid": "/etc"}, "uid", "absolute"),
+        ({"template": {**TEMPLATE, "outputExt": "../../x"}}, "template.outputExt", "extension"),
+        ({"template": {**TEMPLATE, "outputExt": "mp4/x"}}, "template.outputExt", "extension"),
+    ],
+    ids=["name-absolute", "name-drive", "uid-absolute", "ext-traversal", "ext-separator"],
+)
+def test_names_joined_to_the_job_folder_stay_inside_it(
+    config: dict[str, Any], field: str, part: str
+) -> None:
+    assert_one(problems(config), f"{CONFIG}.{field}", part)
+
+
+def test_a_plain_output_extension_and_name_are_fine() -> None:
+    config = {"template": {**TEMPLATE, "outputExt": "mov", "name": "template.aep"}, "uid": "job-1"}
+    assert problems(config) == []
