@@ -38,6 +38,8 @@ def _coded(message: Any, limit: int | None) -> Any:
 
 
 REFUSED_CLOSE_CODE = 4403
+# What graphql-transport-ws closes a malformed message with; the legacy protocol has no code.
+MALFORMED_CLOSE_CODE = 4400
 # A websocket close frame's reason holds at most 123 bytes.
 MAX_REASON_BYTES = 123
 
@@ -82,6 +84,21 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.websocket = _RefusalCloser(self.websocket, self.context)
+
+    async def handle_start(self, message: Any) -> None:
+        """Strawberry reads `id` unchecked: a `start` without a string id crashed the socket."""
+        if not isinstance(message.get("id"), str) or not isinstance(message.get("payload"), dict):
+            await self.websocket.close(
+                code=MALFORMED_CLOSE_CODE, reason="start needs a string id and a payload object"
+            )
+            return
+        await super().handle_start(message)
+
+    async def handle_stop(self, message: Any) -> None:
+        if not isinstance(message.get("id"), str):
+            await self.websocket.close(code=MALFORMED_CLOSE_CODE, reason="stop needs a string id")
+            return
+        await super().handle_stop(message)
 
     async def send_message(self, message: Any) -> None:
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))

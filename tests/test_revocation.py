@@ -150,3 +150,25 @@ async def test_a_connection_carries_a_limited_number_of_subscriptions(
         error = payload[0] if isinstance(payload, list) else payload
         assert error["extensions"] == {"code": "TOO_MANY_SUBSCRIPTIONS", "limit": 2}
         assert "RENDERTRACK_MAX_SUBSCRIPTIONS_PER_CONNECTION" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "start", "payload": {"query": "subscription { jobEvents { kind } }"}},
+        {"type": "start", "id": 7, "payload": {"query": "subscription { jobEvents { kind } }"}},
+        {"type": "start", "id": "1", "payload": "not an object"},
+        {"type": "stop"},
+    ],
+    ids=["start-without-id", "start-id-not-string", "payload-not-object", "stop-without-id"],
+)
+async def test_a_malformed_legacy_message_closes_the_socket_with_4400(
+    live: LiveServer, accounts: dict[str, Account], message: dict
+) -> None:
+    async with open_socket(live, LEGACY_WS) as socket:
+        assert (await socket.init(accounts["user"].token))["type"] == "connection_ack"
+        await socket.send(message)
+        code, reason = await closed_within(socket, 5)
+    assert code == 4400 and reason
+    async with open_socket(live, LEGACY_WS) as again:  # the server carries on
+        assert (await again.init(accounts["user"].token))["type"] == "connection_ack"
