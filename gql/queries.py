@@ -27,7 +27,10 @@ class Query:
         description="Jobs you may see, newest first unless ordered otherwise.",
     )
 
-    @strawberry.field(description="QUEUED jobs in the order workers will claim them.")
+    @strawberry.field(
+        description="QUEUED jobs in the order workers will claim them: those a claim could "
+        "take now, then those waiting out a retry backoff (soonest first)."
+    )
     async def queue(self, info: Info, first: int | None = None) -> list[Job]:
         return [Job.of(job) for job in await queries.queue(require_actor(info), first)]
 

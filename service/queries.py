@@ -232,13 +232,26 @@ def decode_cursor(cursor: str, field: str) -> tuple[datetime, str]:
 
 
 async def queue(actor: Actor, first: int | None = None) -> list[Job]:
-    """The QUEUED jobs the actor may see (admins and workers: all; users: theirs), in claim
-    order."""
+    """The QUEUED jobs the actor may see (admins and workers: all; users: theirs), in the order
+    claims will hand them out: first those a claim could take now, in queue order, then those
+    waiting out a retry backoff, soonest first."""
     size = min(DEFAULT_PAGE_SIZE if first is None else first, MAX_PAGE_SIZE)
     if size < 0:
         raise BadUserInput.single("first", "must not be negative")
-    jobs = visible_jobs(actor).filter(status=JobStatus.QUEUED).only(*job_store.ROW_FIELDS)
-    return await jobs.order_by("-priority", "queued_at", "id").limit(size)
+    now = clock.now()
+    queued = visible_jobs(actor).filter(status=JobStatus.QUEUED).only(*job_store.ROW_FIELDS)
+    ready = await (
+        queued.filter(Q(not_before=None) | Q(not_before__lte=now))
+        .order_by("-priority", "queued_at", "id")
+        .limit(size)
+    )
+    # Asked even when the page is full: a request's statements do not depend on its rows.
+    waiting = await (
+        queued.filter(not_before__gt=now)
+        .order_by("not_before", "-priority", "queued_at", "id")
+        .limit(size - len(ready))
+    )
+    return ready + waiting
 
 
 async def queue_positions(jobs: list[Job]) -> list[int | None]:

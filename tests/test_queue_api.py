@@ -657,3 +657,22 @@ async def test_a_report_under_an_older_lease_is_a_conflict(
     current = await api(STALE_REPORT, {"id": job_id, "lease": 2}, worker.token)
     assert not current.errors
     assert (await job_of(api, admin.token, job_id))["progress"] == 90
+
+
+async def test_the_queue_lists_jobs_in_the_order_claims_will_take_them(
+    api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    """A job waiting out a retry backoff comes after every job a claim could take now."""
+    user, worker = accounts["user"].token, accounts["worker"]
+    waiting = await submit(api, user, priority=10)
+    assert (await claim(api, worker))["id"] == waiting
+    await fail(api, worker.token, waiting, "GPU driver reset", retryable=True)
+    low = await submit(api, user, priority=1)
+    high = await submit(api, user, priority=9)
+    listed = await api("{ queue { id queuePosition } }", token=accounts["admin"].token)
+    assert [(job["id"], job["queuePosition"]) for job in listed.data["queue"]] == [
+        (high, 1),
+        (low, 2),
+        (waiting, None),
+    ]
+    assert (await claim(api, worker))["id"] == high
