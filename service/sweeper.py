@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise import BaseDBAsyncClient, connections
+from tortoise import connections
 
 from domain.errors import DomainError
 from domain.status import JobStatus
@@ -44,58 +44,47 @@ async def sweep_once(now: datetime | None = None, *, recover_stalled: bool = Tru
     now = now or clock.now()
     report = SweepReport()
     connection = connections.get("default")
-    await _cancel_overdue(connection, now, report)
-    if recover_stalled:
-        await _recover_stalled(connection, now, report)
+
+    async def overdue() -> list[str]:
+        return await job_store.overdue_job_ids(connection, now, SWEEP_BATCH)
+
+    async for _ in _acted_on(overdue, jobs.cancel_if_overdue, now):
+        report.cancelled += 1
+    if not recover_stalled:
+        return report
+    silent_since = now - timedelta(seconds=settings.current().stall_timeout_seconds)
+
+    async def stalled() -> list[str]:
+        return await job_store.stalled_job_ids(connection, silent_since, SWEEP_BATCH)
+
+    async for job in _acted_on(stalled, jobs.recover_if_stalled, now):
+        if JobStatus(job.status) is JobStatus.FAILED:
+            report.failed += 1
+        else:
+            report.requeued += 1
     return report
 
 
-async def _cancel_overdue(
-    connection: BaseDBAsyncClient, now: datetime, report: SweepReport
-) -> None:
+Duty = Callable[[str, datetime], Awaitable[Job | None]]
+
+
+async def _acted_on(
+    find: Callable[[], Awaitable[list[str]]], action: Duty, now: datetime
+) -> AsyncIterator[Job]:
+    """Runs `action` on every job `find` hands out, batch after batch, until a batch comes
+    back short; yields the jobs it changed. A job is tried once a round."""
     seen: set[str] = set()
     while True:
-        found = [
-            job_id
-            for job_id in await job_store.overdue_job_ids(connection, now, SWEEP_BATCH)
-            if job_id not in seen
-        ]
+        found = [job_id for job_id in await find() if job_id not in seen]
         for job_id in found:
             seen.add(job_id)
-            if await _duty(jobs.cancel_if_overdue, job_id, now):
-                report.cancelled += 1
+            if (job := await _duty(action, job_id, now)) is not None:
+                yield job
         if len(found) < SWEEP_BATCH:
             return
 
 
-async def _recover_stalled(
-    connection: BaseDBAsyncClient, now: datetime, report: SweepReport
-) -> None:
-    timeout = settings.current().stall_timeout_seconds
-    silent_since = now - timedelta(seconds=timeout)
-    seen: set[str] = set()
-    while True:
-        found = [
-            job_id
-            for job_id in await job_store.stalled_job_ids(connection, silent_since, SWEEP_BATCH)
-            if job_id not in seen
-        ]
-        for job_id in found:
-            seen.add(job_id)
-            job = await _duty(jobs.recover_if_stalled, job_id, now)
-            if job is None:
-                continue
-            if JobStatus(job.status) is JobStatus.FAILED:
-                report.failed += 1
-            else:
-                report.requeued += 1
-        if len(found) < SWEEP_BATCH:
-            return
-
-
-async def _duty(
-    action: Callable[[str, datetime], Awaitable[Job | None]], job_id: str, now: datetime
-) -> Job | None:
+async def _duty(action: Duty, job_id: str, now: datetime) -> Job | None:
     """One duty on one job. A refusal (the job was removed, or changes too fast) leaves it for
     the next round."""
     try:
