@@ -29,7 +29,7 @@ from domain.paths import (
     URI_SCHEMES,
     has_control_characters,
     has_parent_segment,
-    is_absolute_path,
+    names_a_place,
     reference_problems,
 )
 
@@ -56,7 +56,6 @@ _PROVIDER_PACKAGE = "@nexrender/provider-"
 _WORK_OPTIONS = ("input", "output")  # relative ones are read inside the job's folder
 _PATH_OPTION_SUFFIXES = ("path", "Path", "directory", "Directory")
 _WORK_NAMES = ("name", "extension", "decompressed")  # joined to the job's folder
-_DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
 _EXTENSION = re.compile(r"[A-Za-z0-9]{1,16}")
 
 
@@ -149,7 +148,7 @@ def _work_name_problems(value: object, field: str) -> list[FieldError]:
         return []
     if has_parent_segment(value):
         return [FieldError(field, "must not contain a '..' segment")]
-    if is_absolute_path(value) or _DRIVE_LETTER.match(value) or "://" in value:
+    if names_a_place(value):
         return [FieldError(field, "must be a name inside the job's folder, not an absolute path")]
     return []
 
@@ -303,7 +302,7 @@ def _located_values_problems(value: object, field: str, access: _Access) -> list
         ]
     if not isinstance(value, str):
         return []
-    if is_absolute_path(value) or _DRIVE_LETTER.match(value) or "://" in value:
+    if names_a_place(value):
         return access.path(value, field)
     if has_parent_segment(value):
         return [FieldError(field, "must not contain a '..' segment")]

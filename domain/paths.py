@@ -72,6 +72,12 @@ def is_absolute_path(path: str) -> bool:
     return path.startswith("/") or _UNC.match(path) is not None
 
 
+def names_a_place(text: str) -> bool:
+    """Whether free text names somewhere outside a job's folder: an absolute or drive path, or
+    a URI with an authority (`scheme://`). Plain words with a colon (`note: x`) do not."""
+    return is_absolute_path(text) or _DRIVE.match(text) is not None or "://" in text
+
+
 def _is_windows_path(path: str) -> bool:
     return _DRIVE.match(path) is not None or path.startswith("\\\\")
 

@@ -13,6 +13,7 @@ from tortoise import BaseDBAsyncClient, connections
 from domain import joblog
 from domain.errors import BadUserInput
 from models import Job, JobLogLine
+from service.job_store import placeholder
 
 # How many of the oldest lines a trim reads at a time while it looks for where to cut.
 _TRIM_BATCH = 500
@@ -91,10 +92,7 @@ async def read_logs(jobs: Sequence[Job], tail: int | None = None) -> list[str | 
 
 async def _lines(job_ids: list[str], tail: int | None) -> list[tuple[str, str]]:
     connection = connections.get("default")
-    postgres = connection.capabilities.dialect == "postgres"
-    marks = ", ".join(
-        (f"${number}" if postgres else f"?{number}") for number in range(1, len(job_ids) + 1)
-    )
+    marks = ", ".join(placeholder(connection, n) for n in range(1, len(job_ids) + 1))
     if tail is None:
         sql = f"""SELECT "job_id", "line" FROM "job_log_lines"
             WHERE "job_id" IN ({marks}) ORDER BY "job_id", "id" """

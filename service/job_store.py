@@ -147,7 +147,7 @@ def _index(connection: BaseDBAsyncClient, name: str) -> str:
     return "" if connection.capabilities.dialect == "postgres" else f' INDEXED BY "{name}"'
 
 
-def _placeholder(connection: BaseDBAsyncClient, number: int) -> str:
+def placeholder(connection: BaseDBAsyncClient, number: int) -> str:
     return f"${number}" if connection.capabilities.dialect == "postgres" else f"?{number}"
 
 
@@ -157,7 +157,7 @@ async def next_claimable(connection: BaseDBAsyncClient, now: datetime) -> Job | 
     in order, so its cost does not grow with the jobs that are not QUEUED. On PostgreSQL the
     row is locked and rows locked by other claimers are skipped; SQLite has one writer, and
     the compare-and-set decides."""
-    p1, p2 = _placeholder(connection, 1), _placeholder(connection, 2)
+    p1, p2 = placeholder(connection, 1), placeholder(connection, 2)
     lock = " FOR UPDATE SKIP LOCKED" if connection.capabilities.dialect == "postgres" else ""
     rows = await connection.execute_query_dict(
         f"""SELECT {_ROW_COLUMNS} FROM "jobs"{_index(connection, "idx_jobs_claim")}
@@ -176,7 +176,7 @@ async def stalled_job_ids(
 ) -> list[str]:
     """RENDERING jobs whose holder has said nothing since `silent_since`, longest silent first
     (idx_jobs_lease)."""
-    p1 = _placeholder(connection, 1)
+    p1 = placeholder(connection, 1)
     rows = await connection.execute_query_dict(
         f"""SELECT "id" FROM "jobs"{_index(connection, "idx_jobs_lease")}
         WHERE "status" = 'RENDERING' AND "heartbeat_at" < {p1}
@@ -189,7 +189,7 @@ async def stalled_job_ids(
 async def overdue_job_ids(connection: BaseDBAsyncClient, now: datetime, limit: int) -> list[str]:
     """Unfinished jobs whose auto_cancel_at has passed, earliest deadline first
     (idx_jobs_deadline)."""
-    p1 = _placeholder(connection, 1)
+    p1 = placeholder(connection, 1)
     rows = await connection.execute_query_dict(
         f"""SELECT "id" FROM "jobs"{_index(connection, "idx_jobs_deadline")}
         WHERE "status" IN ('PENDING', 'VALIDATING', 'QUEUED', 'RENDERING')
@@ -213,9 +213,9 @@ async def recent_render_times(
     limit: int,
 ) -> list[int]:
     """actual_time of the latest `limit` COMPLETED jobs of the same template (or project)."""
-    p1 = _placeholder(connection, 1)
+    p1 = placeholder(connection, 1)
     if template_path is not None:
-        p2 = _placeholder(connection, 2)
+        p2 = placeholder(connection, 2)
         key = f'substr("template_path", 1, {TEMPLATE_KEY_LENGTH})'
         condition = f'{key} = substr({p1}, 1, {TEMPLATE_KEY_LENGTH}) AND "template_path" = {p2}'
         values: list[Any] = [template_path, template_path]
@@ -235,7 +235,7 @@ async def recent_render_times(
 
 async def completed_since(connection: BaseDBAsyncClient, since: datetime) -> int:
     """How many jobs COMPLETED after `since` (idx_jobs_done_at)."""
-    p1 = _placeholder(connection, 1)
+    p1 = placeholder(connection, 1)
     rows = await connection.execute_query_dict(
         f"""SELECT COUNT(*) AS "finished" FROM "jobs"{_index(connection, "idx_jobs_done_at")}
         WHERE "status" = 'COMPLETED' AND "completed_at" > {p1}""",
@@ -260,8 +260,8 @@ async def queue_positions(
     if not claimable:
         return {}
     last = max(claimable, key=lambda job: (-job.priority, job.queued_at, job.id))
-    p = [_placeholder(connection, number) for number in range(1, 5)]
-    id_marks = ", ".join(_placeholder(connection, 5 + index) for index in range(len(claimable)))
+    p = [placeholder(connection, number) for number in range(1, 5)]
+    id_marks = ", ".join(placeholder(connection, 5 + index) for index in range(len(claimable)))
     rows = await connection.execute_query_dict(
         f"""SELECT "id", "position" FROM (
             SELECT "id", ROW_NUMBER() OVER (
