@@ -129,9 +129,8 @@ class Job:
         "(before the first report: its start plus estimatedTime)."
     )
     def estimated_completion_at(self) -> datetime | None:
-        if DomainJobStatus(self.model.status) is not DomainJobStatus.RENDERING:
-            return None
         return estimates.estimated_completion_at(
+            status=DomainJobStatus(self.model.status),
             started_at=self.model.started_at,
             progress=self.model.progress,
             estimated_time=self.model.estimated_time,
@@ -144,17 +143,13 @@ class Job:
         "backoff: notBefore, the earliest it may start."
     )
     async def estimated_start_at(self, info: Info) -> datetime | None:
-        if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
-            return None
         now = clock.now()
-        if self.model.not_before is not None and self.model.not_before > now:
-            return self.model.not_before
-        position = await info.context.queue_positions.load(self.model)
-        if position is None:
-            return None
-        finished = await info.context.finished_recently.load(now)
         return estimates.estimated_start_at(
-            queue_position=position, finished_recently=finished, now=now
+            status=DomainJobStatus(self.model.status),
+            not_before=self.model.not_before,
+            queue_position=await info.context.queue_positions.load(self.model),
+            finished_recently=await info.context.finished_recently.load(now),
+            now=now,
         )
 
     @strawberry.field(description="The user who submitted the job; null for workers.")
