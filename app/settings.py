@@ -122,7 +122,14 @@ class Settings:
             sweep_interval_seconds=_seconds(
                 env, "RENDERTRACK_SWEEP_INTERVAL", DEFAULT_SWEEP_INTERVAL_SECONDS
             ),
-            log_limit_bytes=_log_limit(env.get("RENDERTRACK_LOG_LIMIT")),
+            log_limit_bytes=_count(
+                env,
+                "RENDERTRACK_LOG_LIMIT",
+                DEFAULT_LOG_LIMIT_BYTES,
+                least=MIN_LOG_LIMIT_BYTES,
+                most=MAX_LOG_LIMIT_BYTES,
+                unit="a number of bytes",
+            ),
             max_query_cost=_count(env, "RENDERTRACK_MAX_QUERY_COST", DEFAULT_MAX_COST),
             max_connections_per_user=_count(
                 env, "RENDERTRACK_MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
@@ -160,24 +167,18 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
+def _count(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    least: int = 1,
+    most: int = MAX_COUNT,
+    unit: str = "a whole number",
+) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_COUNT:
-        raise ValueError(f"{name} must be a whole number from 1 to {MAX_COUNT}, not {raw!r}")
+    if not (raw.isascii() and raw.isdigit()) or not least <= int(raw) <= most:
+        raise ValueError(f"{name} must be {unit} from {least} to {most}, not {raw!r}")
     return int(raw)
-
-
-def _log_limit(raw: str | None) -> int:
-    text = (raw or "").strip()
-    if not text:
-        return DEFAULT_LOG_LIMIT_BYTES
-    if not (text.isascii() and text.isdigit()) or not (
-        MIN_LOG_LIMIT_BYTES <= int(text) <= MAX_LOG_LIMIT_BYTES
-    ):
-        raise ValueError(
-            f"RENDERTRACK_LOG_LIMIT must be a number of bytes from {MIN_LOG_LIMIT_BYTES} "
-            f"to {MAX_LOG_LIMIT_BYTES}, not {text!r}"
-        )
-    return int(text)
