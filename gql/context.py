@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -72,29 +73,27 @@ OwnerCountKey = tuple[Actor, str, queries.JobQuery]
 
 
 async def _load_owner_pages(keys: list[OwnerPageKey]) -> list[queries.Page | Exception]:
-    groups: dict[tuple[Actor, queries.JobQuery, queries.PageRequest], list[str]] = {}
-    for actor, owner, query, request in keys:
-        groups.setdefault((actor, query, request), []).append(owner)
-    found: dict[OwnerPageKey, queries.Page | Exception] = {}
-    for (actor, query, request), owners in groups.items():
-        unique = list(dict.fromkeys(owners))
-        pages = await queries.pages_of_owners(actor, query, request, unique)
-        for owner, page in zip(unique, pages, strict=True):
-            found[(actor, owner, query, request)] = page
-    return [found[key] for key in keys]
+    return await _grouped_by_owner(keys, queries.pages_of_owners)
 
 
 async def _load_owner_counts(keys: list[OwnerCountKey]) -> list[int | Exception]:
-    groups: dict[tuple[Actor, queries.JobQuery], list[str]] = {}
-    for actor, owner, query in keys:
-        groups.setdefault((actor, query), []).append(owner)
-    found: dict[OwnerCountKey, int | Exception] = {}
-    for (actor, query), owners in groups.items():
+    return await _grouped_by_owner(keys, queries.counts_of_owners)
+
+
+async def _grouped_by_owner(
+    keys: Sequence[tuple[Any, ...]], load: Callable[..., Awaitable[list[Any]]]
+) -> list[Any]:
+    """Keys (actor, owner, *rest): one `load(actor, *rest, owners)` per distinct (actor,
+    *rest), for all the owners asked with it."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for actor, owner, *rest in keys:
+        groups.setdefault((actor, *rest), []).append(owner)
+    found: dict[tuple[Any, ...], Any] = {}
+    for (actor, *rest), owners in groups.items():
         unique = list(dict.fromkeys(owners))
-        counts = await queries.counts_of_owners(actor, query, unique)
-        for owner, count in zip(unique, counts, strict=True):
-            found[(actor, owner, query)] = count
-    return [found[key] for key in keys]
+        for owner, value in zip(unique, await load(actor, *rest, unique), strict=True):
+            found[(actor, owner, *rest)] = value
+    return [found[tuple(key)] for key in keys]
 
 
 def _job_key(job: Job) -> str:
