@@ -50,13 +50,11 @@ Results go to bench/results/latest.json (key "claims"); bench/RESULTS.md keeps t
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import statistics
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -81,6 +79,7 @@ from migrations import MIGRATIONS_LOCATION
 from service import jobs, users
 from testkit.jobs import VALID_JOB_FIELDS
 from testkit.postgres import asyncpg_url, fresh_postgres_database
+from testkit.sql_log import capture_sql
 
 FINISHED = 800_000
 CASES = {"1k": 1_000, "200k": 200_000}  # name: QUEUED jobs
@@ -273,35 +272,6 @@ async def timed_round(case: Case) -> None:
     case.round_p50s.append(statistics.median(latencies))
 
 
-class _Statements(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.seen: list[tuple[str, list[Any]]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], str):
-            self.seen.append((args[0], list(args[1] or [])))
-        else:
-            self.seen.append((record.getMessage(), []))
-
-
-@contextmanager
-def capturing_sql() -> Iterator[_Statements]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler = _Statements()
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    logger.addHandler(handler)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
-
-
 def literal(value: Any) -> str:
     if value is None:
         return "NULL"
@@ -336,9 +306,11 @@ async def explain(case: Case) -> None:
     claim_next: with its parameters substituted (a custom plan), and as a generic plan."""
     assert case.worker is not None
     async with open_database(case.url):
-        with capturing_sql() as statements:
+        with capture_sql(propagate=False) as statements:
             await claim(case.worker)
-    query, values = claim_statement(statements.seen)
+    query, values = claim_statement(
+        [(statement.text, list(statement.parameters or [])) for statement in statements]
+    )
     case.claim_sql = query + (f"  -- parameters {values!r}" if values else "")
     connection = await asyncpg.connect(asyncpg_url(case.url))
     try:

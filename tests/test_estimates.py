@@ -8,9 +8,7 @@ through the in-process app (as tests/test_fanout_cost.py does).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +25,7 @@ from domain.status import JobStatus
 from models import Job, User
 from service import clock, jobs, settings
 from service.users import actor_of
+from testkit.sql_log import SqlLog, sql_log
 from tests.conftest import Account
 from tests.factories import VALID_JOB_FIELDS, insert_job, valid_submission
 from tests.graphql_client import GraphQLClient
@@ -366,41 +365,10 @@ async def test_position_one_is_the_job_the_next_claim_hands_out(
 # --- queuePosition and what it costs ---------------------------------------------------------
 
 
-class StatementCounter(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.recording = False
-        self.statements: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.recording:
-            text = record.args[0] if isinstance(record.args, tuple) and record.args else record.msg
-            self.statements.append(" ".join(str(text).split()))
-
-    @contextlib.asynccontextmanager
-    async def window(self) -> AsyncIterator[list[str]]:
-        self.statements = []
-        self.recording = True
-        try:
-            yield self.statements
-        finally:
-            self.recording = False
-
-
 @pytest.fixture
-def statements() -> Iterator[StatementCounter]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler = StatementCounter()
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+def statements() -> Iterator[SqlLog]:
+    with sql_log(recording=False, propagate=False) as log:
+        yield log
 
 
 async def queued_rows(owner: User, count: int, rng: random.Random) -> list[Job]:
@@ -428,19 +396,19 @@ async def claim_order() -> list[str]:
 
 
 async def timed_query(
-    api: GraphQLClient, statements: StatementCounter, query: str, token: str
+    api: GraphQLClient, statements: SqlLog, query: str, token: str
 ) -> tuple[Any, list[str]]:
-    async with statements.window() as seen:
+    with statements.window() as seen:
         response = await api(query, token=token)
     assert not response.errors, response.errors
-    return response.data, list(seen)
+    return response.data, [statement.one_line for statement in seen]
 
 
 QUEUE_POSITIONS = "{ queue(first: 100) { id queuePosition } }"
 
 
 async def test_queue_positions_follow_the_claim_order_at_a_constant_cost(
-    api: GraphQLClient, accounts: dict[str, Account], statements: StatementCounter
+    api: GraphQLClient, accounts: dict[str, Account], statements: SqlLog
 ) -> None:
     owner = await User.get(id=accounts["user"].id)
     admin = accounts["admin"].token
@@ -492,7 +460,7 @@ async def mixed_jobs(owner: User, queued: int, others: int, rng: random.Random) 
 
 
 async def test_positions_on_a_page_of_mixed_jobs_at_a_constant_cost(
-    api: GraphQLClient, accounts: dict[str, Account], statements: StatementCounter
+    api: GraphQLClient, accounts: dict[str, Account], statements: SqlLog
 ) -> None:
     owner = await User.get(id=accounts["user"].id)
     admin = accounts["admin"].token
@@ -515,7 +483,7 @@ async def test_positions_on_a_page_of_mixed_jobs_at_a_constant_cost(
 
 
 async def test_start_estimates_of_the_whole_queue_cost_the_same_for_5_and_100_jobs(
-    api: GraphQLClient, accounts: dict[str, Account], statements: StatementCounter
+    api: GraphQLClient, accounts: dict[str, Account], statements: SqlLog
 ) -> None:
     owner = await User.get(id=accounts["user"].id)
     admin = accounts["admin"].token
@@ -574,7 +542,7 @@ async def roomy_api(db: str) -> AsyncIterator[GraphQLClient]:
 
 
 async def test_every_lazily_read_field_of_a_page_costs_the_same_for_5_and_50_jobs(
-    roomy_api: GraphQLClient, accounts: dict[str, Account], statements: StatementCounter
+    roomy_api: GraphQLClient, accounts: dict[str, Account], statements: SqlLog
 ) -> None:
     api = roomy_api
     owner = await User.get(id=accounts["user"].id)

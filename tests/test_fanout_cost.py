@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,6 +18,7 @@ import pytest_asyncio
 from app.factory import create_app
 from app.settings import Settings
 from service import jobs
+from testkit.sql_log import SqlLog, sql_log
 from tests.conftest import Account
 from tests.factories import valid_submission
 from tests.live_server import LiveServer, Socket, open_socket, serve
@@ -33,44 +33,11 @@ WAIT = 20.0
 SETTLE = 0.3
 
 
-class StatementLog(logging.Handler):
-    """The SQL text (without values) of each statement logged while `recording`."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.recording = False
-        self.statements: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.recording:
-            return
-        text = record.args[0] if isinstance(record.args, tuple) and record.args else record.msg
-        self.statements.append(" ".join(str(text).split()))
-
-    @contextlib.asynccontextmanager
-    async def window(self) -> AsyncIterator[list[str]]:
-        self.statements = []
-        self.recording = True
-        try:
-            yield self.statements
-        finally:
-            self.recording = False
-
-
 @pytest.fixture
-def statements() -> Iterator[StatementLog]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler = StatementLog()
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False  # hundreds of DEBUG lines would only clutter the test report
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+def statements() -> Iterator[SqlLog]:
+    # propagate=False: hundreds of DEBUG lines would only clutter the test report
+    with sql_log(recording=False, propagate=False) as log:
+        yield log
 
 
 async def subscribed(
@@ -85,10 +52,10 @@ async def subscribed(
 
 
 async def change_seen_by(
-    log: StatementLog, sockets: list[Socket], job_id: str, priority: int
+    log: SqlLog, sockets: list[Socket], job_id: str, priority: int
 ) -> list[str]:
     """The statements issued from the change until every socket received its event."""
-    async with log.window() as seen:
+    with log.window() as seen:
         await jobs.set_priority(job_id, priority)
 
         async def receive(socket: Socket) -> None:
@@ -100,7 +67,7 @@ async def change_seen_by(
         async with asyncio.timeout(WAIT):
             await asyncio.gather(*(receive(socket) for socket in sockets))
         await asyncio.sleep(SETTLE)
-    return list(seen)
+    return [statement.one_line for statement in seen]
 
 
 async def no_subscribers_left(live: LiveServer) -> None:
@@ -120,7 +87,7 @@ async def live(db: str) -> AsyncIterator[LiveServer]:
 
 @pytest.mark.slow
 async def test_one_event_costs_the_same_sql_for_one_and_for_two_hundred_subscribers(
-    live: LiveServer, accounts: dict[str, Account], statements: StatementLog
+    live: LiveServer, accounts: dict[str, Account], statements: SqlLog
 ) -> None:
     user = accounts["user"]
     job = await jobs.submit_job(user.actor, SUBMISSION)

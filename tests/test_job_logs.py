@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from domain.status import JobStatus
 from models import Job, JobLogLine
 from service import clock, jobs, settings
 from service.events import RecordingPublisher
+from testkit.sql_log import SqlLog, sql_log
 from tests.conftest import Account
 from tests.factories import valid_submission
 from tests.graphql_client import GraphQLClient
@@ -100,47 +100,10 @@ def log_limit(limit_bytes: int) -> Iterator[None]:
         settings.configure(previous)
 
 
-class StatementLog(logging.Handler):
-    """(SQL text, parameters) of each statement logged while `recording`."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.recording = False
-        self.statements: list[tuple[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if not self.recording:
-            return
-        if isinstance(record.args, tuple) and len(record.args) == 2:
-            text, values = record.args
-        else:
-            text, values = record.msg, None
-        self.statements.append((" ".join(str(text).split()), values))
-
-    @contextlib.asynccontextmanager
-    async def window(self) -> AsyncIterator[list[tuple[str, Any]]]:
-        self.statements = []
-        self.recording = True
-        try:
-            yield self.statements
-        finally:
-            self.recording = False
-
-
 @pytest.fixture
-def statements() -> Iterator[StatementLog]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler = StatementLog()
-    level, propagate = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+def statements() -> Iterator[SqlLog]:
+    with sql_log(recording=False, propagate=False) as log:
+        yield log
 
 
 def parameter_bytes(values: Any) -> int:
@@ -415,7 +378,7 @@ async def test_a_trim_makes_room_for_a_quarter_of_the_cap(accounts: dict[str, Ac
 
 
 async def test_an_append_costs_the_same_sql_for_a_short_and_a_long_log(
-    api: GraphQLClient, accounts: dict[str, Account], statements: StatementLog
+    api: GraphQLClient, accounts: dict[str, Account], statements: SqlLog
 ) -> None:
     worker = accounts["worker"].token
     short = await rendering_job(api, accounts)
@@ -427,10 +390,12 @@ async def test_an_append_costs_the_same_sql_for_a_short_and_a_long_log(
         )
         assert (await Job.get(id=long)).log_bytes > 100 * 1024
 
-        async with statements.window() as on_short:
+        with statements.window() as seen_short:
             await mutate(api, worker, APPEND, id=short, lines=["measured line"])
-        async with statements.window() as on_long:
+        with statements.window() as seen_long:
             await mutate(api, worker, APPEND, id=long, lines=["measured line"])
+    on_short = [(statement.one_line, statement.parameters) for statement in seen_short]
+    on_long = [(statement.one_line, statement.parameters) for statement in seen_long]
 
     assert on_short, "no statement was logged: is the tortoise.db_client logger still used?"
     assert len(on_long) == len(on_short), (on_short, on_long)

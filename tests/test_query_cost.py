@@ -3,7 +3,6 @@ refused, coded and explained, before any job is read."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -15,6 +14,7 @@ from app.settings import Settings
 from gql.cost import CONFIG_WEIGHT, DEFAULT_MAX_COST, LOG_LINE_WEIGHT, LOG_WEIGHT, query_cost
 from models import User
 from service import users as user_service
+from testkit.sql_log import SqlStatement, capture_sql
 from tests.conftest import Account
 from tests.factories import insert_job
 from tests.graphql_client import GraphQLClient
@@ -30,26 +30,15 @@ DASHBOARD = """
 """
 
 
-class JobReads(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statements: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.args[0] if isinstance(record.args, tuple) and record.args else record.msg
-        if '"jobs"' in str(text):
-            self.statements.append(str(text))
+def job_statements(seen: list[SqlStatement]) -> list[str]:
+    """The statements that touch the jobs table."""
+    return [statement.text for statement in seen if '"jobs"' in statement.text]
 
 
 @pytest.fixture
-def job_reads() -> Iterator[JobReads]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = JobReads(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+def job_reads() -> Iterator[list[SqlStatement]]:
+    with capture_sql() as seen:
+        yield seen
 
 
 def cost(query: str, variables: dict | None = None) -> int:
@@ -78,7 +67,7 @@ def test_fragments_count_where_they_are_spread_and_cycles_end() -> None:
 
 
 async def test_the_nested_query_of_the_issue_is_refused_before_any_job_is_read(
-    api: GraphQLClient, accounts: dict[str, Account], job_reads: JobReads
+    api: GraphQLClient, accounts: dict[str, Account], job_reads: list[SqlStatement]
 ) -> None:
     response = await api(NESTED, token=accounts["user"].token)
     assert response.codes == ["QUERY_TOO_COSTLY"]
@@ -87,7 +76,7 @@ async def test_the_nested_query_of_the_issue_is_refused_before_any_job_is_read(
     assert error["extensions"]["cost"] == cost(NESTED)
     assert f"{cost(NESTED):,}" in error["message"] and f"{DEFAULT_MAX_COST:,}" in error["message"]
     assert response.data is None
-    assert job_reads.statements == []
+    assert job_statements(job_reads) == []
 
 
 async def test_aliases_add_up(api: GraphQLClient, accounts: dict[str, Account]) -> None:
@@ -136,27 +125,11 @@ NESTED_USERS = """
 """
 
 
-class Statements(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-
-
 async def statements_of(api: GraphQLClient, query: str, token: str) -> tuple[int, dict]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = Statements(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capture_sql() as seen:
         response = await api(query, token=token)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
     assert not response.errors, response.errors
-    return handler.count, response.data
+    return len(seen), response.data
 
 
 async def add_users_with_jobs(count: int, jobs_each: int) -> None:

@@ -24,6 +24,7 @@ from service.bus import create_bus
 from service.events import RecordingPublisher, set_publisher
 from service.live import follow_job
 from service.settings import ServiceSettings
+from testkit.sql_log import capture_sql
 from tests.factories import VALID_JOB_FIELDS, valid_submission
 from tests.live_server import serve
 
@@ -410,25 +411,16 @@ def valid_job_fields(project: str) -> dict[str, object]:
 
 async def claim_statement(owner: Actor, worker: Actor) -> tuple[str, list[object]]:
     """The SQL (and its parameters) with which claim_next reads the job to claim."""
-    captured: list[tuple[str, list[object]]] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if isinstance(record.args, tuple) and len(record.args) == 2:
-                text, values = record.args
-                if "ORDER BY" in str(text) and "QUEUED" in str(text):
-                    captured.append((str(text), list(values or [])))
-
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = Capture(logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capture_sql() as seen:
         await jobs.submit_job(owner, valid_submission())
         assert await jobs.claim_next(worker) is not None
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    captured = [
+        (statement.text, statement.parameters)
+        for statement in seen
+        if statement.parameters is not None
+        and "ORDER BY" in statement.text
+        and "QUEUED" in statement.text
+    ]
     assert captured, "the claim's SELECT was not seen"
     return captured[0]
 
@@ -487,23 +479,14 @@ async def test_the_sweeps_read_their_partial_indexes(backend: str, user: User) -
     connection = connections.get("default")
     if backend == "postgres":
         await connection.execute_script('ANALYZE "jobs"')
-    captured: list[tuple[str, list[object]]] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if isinstance(record.args, tuple) and len(record.args) == 2:
-                captured.append((str(record.args[0]), list(record.args[1] or [])))
-
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = Capture(logging.DEBUG), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capture_sql() as seen:
         await job_store.stalled_job_ids(connection, clock.now(), 10)
         await job_store.overdue_job_ids(connection, clock.now(), 10)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
+    captured = [
+        (statement.text, statement.parameters)
+        for statement in seen
+        if statement.parameters is not None
+    ]
     stalled_sql, overdue_sql = captured[-2], captured[-1]
     for sql, index in ((stalled_sql, "idx_jobs_lease"), (overdue_sql, "idx_jobs_deadline")):
         plan = await explain(*sql)

@@ -12,7 +12,6 @@ import asyncio
 import base64
 import dataclasses
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from gql.cost import DEFAULT_MAX_COST, query_cost
 from models import Job, JobLogLine, User
 from models.base import new_id
 from service import jobs, settings, users
+from testkit.sql_log import SqlStatement, capture_sql
 from tests.conftest import Account, make_account
 from tests.factories import insert_job
 from tests.graphql_client import GraphQLClient, GraphQLResponse
@@ -1032,28 +1032,19 @@ subscription { jobEvents { job { user { jobs(first: 100) { edges { node {
 """
 
 
-class JobReads(logging.Handler):
+def job_statements(seen: list[SqlStatement]) -> list[str]:
     """Statements that touch the jobs table (or their logs), from tortoise's own log."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.statements: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        text = record.args[0] if isinstance(record.args, tuple) and record.args else record.msg
-        if '"jobs"' in str(text) or "job_log_lines" in str(text):
-            self.statements.append(str(text))
+    return [
+        statement.text
+        for statement in seen
+        if '"jobs"' in statement.text or "job_log_lines" in statement.text
+    ]
 
 
 @pytest.fixture
-def job_reads() -> Iterator[JobReads]:
-    logger = logging.getLogger("tortoise.db_client")
-    handler, level = JobReads(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
+def job_reads() -> Iterator[list[SqlStatement]]:
+    with capture_sql() as seen:
+        yield seen
 
 
 @pytest.fixture
@@ -1065,7 +1056,10 @@ async def quiet_server(db: str) -> AsyncIterator[LiveServer]:
 
 
 async def test_the_nested_query_is_refused_as_too_costly_before_anything_is_read(
-    quiet_server: LiveServer, accounts: dict[str, Account], world: World, job_reads: JobReads
+    quiet_server: LiveServer,
+    accounts: dict[str, Account],
+    world: World,
+    job_reads: list[SqlStatement],
 ) -> None:
     state = await unchanged()
     async with httpx.AsyncClient(base_url=quiet_server.http_url, timeout=10) as client:
@@ -1078,32 +1072,32 @@ async def test_the_nested_query_is_refused_as_too_costly_before_anything_is_read
                 (FRAGMENTED, {}),
                 (BY_VARIABLE, {"n": 100}),
             ):
-                job_reads.statements.clear()
+                job_reads.clear()
                 response = await http(query, variables, token)
                 error = assert_refused(response, "QUERY_TOO_COSTLY")
                 assert response.data is None
                 cost = query_cost(parse(query), variables, None)
                 assert error["extensions"]["cost"] == cost > DEFAULT_MAX_COST
                 assert error["extensions"]["limit"] == DEFAULT_MAX_COST
-                assert job_reads.statements == [], (role, query, job_reads.statements)
+                assert job_statements(job_reads) == [], (role, query, job_statements(job_reads))
         # 21 aliases: over the alias limit too; refused, still without reading a job.
-        job_reads.statements.clear()
+        job_reads.clear()
         too_many = "{ " + " ".join(f"a{i}: {ONE_NESTED}" for i in range(21)) + " }"
         response = await http(too_many, token=accounts["user"].token)
         assert response.data is None and response.errors
         assert set(response.codes) <= {"QUERY_TOO_COSTLY", "GRAPHQL_VALIDATION_FAILED"}
         assert_no_crash(response.body)
-        assert job_reads.statements == []
+        assert job_statements(job_reads) == []
         # The capture does see a request that runs: a cheap one reads the jobs table.
         assert_answered(
             await http("{ jobs(first: 1) { totalCount } }", token=accounts["user"].token)
         )
-        assert job_reads.statements, "the statement capture saw nothing"
+        assert job_statements(job_reads), "the statement capture saw nothing"
 
     for protocol in PROTOCOLS:
         async with open_socket(quiet_server, protocol) as socket:
             assert (await socket.init(accounts["user"].token))["type"] == "connection_ack"
-            job_reads.statements.clear()
+            job_reads.clear()
             await socket.subscribe(SUBSCRIBED, {}, "costly")
             refusal = await socket.receive()
             assert refusal["type"] == "error" and refusal["id"] == "costly", refusal
@@ -1112,7 +1106,7 @@ async def test_the_nested_query_is_refused_as_too_costly_before_anything_is_read
             assert error["extensions"]["cost"] == query_cost(parse(SUBSCRIBED), {}, None)
             assert error["extensions"]["limit"] == DEFAULT_MAX_COST
             assert quiet_server.app.state.bus.subscriber_count == 0
-            assert job_reads.statements == []
+            assert job_statements(job_reads) == []
     await state.check("costly queries")
 
 
