@@ -12,6 +12,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
@@ -90,6 +91,17 @@ class Socket:
     async def expect_complete(self) -> None:
         message = await self.receive()
         assert message["type"] == "complete", message
+
+
+async def closed_within(socket: Socket, seconds: float) -> tuple[int | None, str]:
+    """Reads until the server closes the socket; (close code, reason)."""
+    async with asyncio.timeout(seconds):
+        try:
+            while True:
+                await socket.connection.recv()
+        except ConnectionClosed as closed:
+            frame = closed.rcvd
+            return (frame.code, frame.reason) if frame else (None, "")
 
 
 @asynccontextmanager

@@ -592,3 +592,31 @@ async def test_every_lazily_read_field_of_a_page_costs_the_same_for_5_and_50_job
 
 def texts_of_tail(log: str) -> list[str]:
     return [line.split("] ", 1)[1] for line in log.split("\n")]
+
+
+def test_only_a_rendering_job_has_a_completion_estimate_and_only_a_queued_one_a_start() -> None:
+    for status in JobStatus:
+        completion = estimates.estimated_completion_at(
+            status=status,
+            started_at=T0,
+            progress=50,
+            estimated_time=60,
+            now=T0 + timedelta(seconds=60),
+        )
+        start = estimates.estimated_start_at(
+            status=status, queue_position=1, finished_recently=60, now=T0
+        )
+        assert (completion is not None) == (status is JobStatus.RENDERING), status
+        assert (start is not None) == (status is JobStatus.QUEUED), status
+
+
+def test_a_job_in_backoff_is_estimated_to_start_when_its_backoff_ends() -> None:
+    later = T0 + timedelta(minutes=30)
+    at = estimates.estimated_start_at(
+        queue_position=None, finished_recently=0, now=T0, not_before=later
+    )
+    assert at == later  # even with no place in the queue and no history
+    past = estimates.estimated_start_at(
+        queue_position=2, finished_recently=60, now=T0, not_before=T0 - timedelta(seconds=1)
+    )
+    assert past == T0 + timedelta(minutes=2)  # a backoff that is over changes nothing

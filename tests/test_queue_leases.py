@@ -308,8 +308,6 @@ async def test_racing_sweepers_act_on_each_job_exactly_once(
     assert sum(r.cancelled for r in reports) == len(overdue)
     acted_on = [event.job_id for event in recorder.events]
     assert sorted(acted_on) == sorted(job.id for job in stalled + overdue)  # once each
-    if backend == "postgres":  # several connections: the sweeps really overlapped
-        assert sum(1 for r in reports if r.acted) >= 1
     for job in stalled:
         assert (await stored(job.id)).status is S.QUEUED
     for job in overdue:

@@ -9,14 +9,21 @@ import time
 from pathlib import Path
 
 import pytest
-from websockets.exceptions import ConnectionClosed
 
 from app.factory import create_app
 from app.settings import Settings
 from gql.connections import RECHECK_INTERVAL_SECONDS
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
-from tests.live_server import LEGACY_WS, TRANSPORT_WS, LiveServer, Socket, open_socket, serve
+from tests.live_server import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    LiveServer,
+    Socket,
+    closed_within,
+    open_socket,
+    serve,
+)
 from tests.operations import mutate, submit
 from tests.server_process import environment, rendertrack_command
 
@@ -25,17 +32,6 @@ JOB_EVENTS = "subscription { jobEvents { kind job { id status } } }"
 DEACTIVATE = "mutation($id: ID!) { deactivateUser(userId: $id) { isActive } }"
 ROTATE = "mutation($id: ID!) { rotateToken(userId: $id) { token } }"
 WITHIN = 1.0  # seconds: what "at once" means for a revocation
-
-
-async def closed_within(socket: Socket, seconds: float) -> tuple[int | None, str]:
-    """Reads until the server closes the socket; (close code, reason)."""
-    async with asyncio.timeout(seconds):
-        try:
-            while True:
-                await socket.connection.recv()
-        except ConnectionClosed as closed:
-            frame = closed.rcvd
-            return (frame.code, frame.reason) if frame else (None, "")
 
 
 async def subscribed(socket: Socket, token: str) -> None:

@@ -35,7 +35,15 @@ from testkit.sql_log import SqlStatement, capture_sql
 from tests.conftest import Account, make_account
 from tests.factories import insert_job
 from tests.graphql_client import GraphQLClient, GraphQLResponse
-from tests.live_server import LEGACY_WS, TRANSPORT_WS, LiveServer, Socket, open_socket, serve
+from tests.live_server import (
+    LEGACY_WS,
+    TRANSPORT_WS,
+    LiveServer,
+    Socket,
+    closed_within,
+    open_socket,
+    serve,
+)
 
 S = JobStatus
 ROLES = ("admin", "user", "other", "worker", "worker2")
@@ -259,17 +267,6 @@ async def read_until(
         while not messages or not done(messages[-1]):
             messages.append(await socket.receive())
     return messages
-
-
-async def closed_within(socket: Socket, seconds: float) -> tuple[int | None, str]:
-    """Reads until the server closes the socket; (close code, reason)."""
-    async with asyncio.timeout(seconds):
-        try:
-            while True:
-                await socket.connection.recv()
-        except ConnectionClosed as closed:
-            frame = closed.rcvd
-            return (frame.code, frame.reason) if frame else (None, "")
 
 
 def results(messages: list[dict[str, Any]], op_id: str) -> list[dict[str, Any]]:
