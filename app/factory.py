@@ -18,8 +18,6 @@ from app.health import healthz
 from app.settings import Settings
 from gql.limits import MAX_BODY_BYTES
 from gql.view import RendertrackGraphQL
-from models import Job
-from service import job_store
 from service import settings as service_settings
 from service.bus import create_bus
 from service.events import set_publisher
@@ -52,7 +50,7 @@ def create_app(
             stack.callback(service_settings.configure, previous)
             if manage_database:
                 await stack.enter_async_context(open_database(settings.database_url))
-            bus = create_bus(settings.database_url, load_job)
+            bus = create_bus(settings.database_url)
             await bus.start()
             stack.push_async_callback(bus.stop)
             stack.callback(set_publisher, set_publisher(bus))
@@ -101,10 +99,6 @@ async def _running(work: Coroutine[object, object, None]) -> AsyncIterator[None]
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def load_job(job_id: str) -> Job | None:
-    return await job_store.read_row(job_id)
 
 
 def create_app_from_env() -> Starlette:

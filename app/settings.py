@@ -19,7 +19,7 @@ from gql.connections import DEFAULT_MAX_CONNECTIONS_PER_USER
 from gql.cost import DEFAULT_MAX_COST
 from gql.view import DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
 from models.config import DATABASE_URL_VARIABLE, database_url
-from service.settings import ServiceSettings
+from service.settings import DEFAULT_EVENT_RETENTION_DAYS, ServiceSettings
 from service.sweeper import DEFAULT_SWEEP_INTERVAL_SECONDS
 
 # A trim keeps three quarters of the cap: below 64 KiB the longest line (4096 characters of up
@@ -28,6 +28,8 @@ MIN_LOG_LIMIT_BYTES = 64 * 1024
 MAX_LOG_LIMIT_BYTES = 64 * 1024 * 1024
 # Bounds of the limits that count things (connections, subscriptions, query cost).
 MAX_COUNT = 1_000_000
+# A hundred years: dates of the retention's cut-off stay in range.
+MAX_EVENT_RETENTION_DAYS = 36_500
 # Bounds that keep every duty's arithmetic on dates in range and the sweeper from spinning.
 DAY = 24 * 3600.0
 LIMITS: dict[str, tuple[float, float]] = {
@@ -64,6 +66,9 @@ environment:
                                     deadlines; default 5, 0.1 to 3600)
   RENDERTRACK_LOG_LIMIT             bytes of log kept per job; the oldest lines go past it
                                     (default 262144, 65536 to 67108864)
+  RENDERTRACK_EVENT_RETENTION_DAYS  days the history of a finished job is kept; older events
+                                    of finished jobs are pruned, the jobs stay (default 90,
+                                    0 keeps every event, up to 36500)
   RENDERTRACK_ADMIN_EMAIL           address of the ADMIN that serve creates on an empty
                                     database (default: admin@example.com; --admin-email wins)
 """
@@ -86,6 +91,7 @@ class Settings:
     max_subscriptions_per_connection: int = DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
     allowed_uri_schemes: tuple[str, ...] = URI_SCHEMES
     allowed_actions: tuple[str, ...] = ()
+    event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
     # As given; `rendertrack serve` checks it (an empty database's first ADMIN).
     admin_email: str | None = None
 
@@ -97,6 +103,7 @@ class Settings:
             log_limit_bytes=self.log_limit_bytes,
             allowed_uri_schemes=self.allowed_uri_schemes,
             allowed_actions=self.allowed_actions,
+            event_retention_days=self.event_retention_days,
         )
 
     @classmethod
@@ -141,6 +148,14 @@ class Settings:
             ),
             allowed_uri_schemes=parse_uri_schemes(env.get("RENDERTRACK_ALLOWED_URI_SCHEMES")),
             allowed_actions=parse_allowed_actions(env.get("RENDERTRACK_ALLOWED_ACTIONS")),
+            event_retention_days=_count(
+                env,
+                "RENDERTRACK_EVENT_RETENTION_DAYS",
+                DEFAULT_EVENT_RETENTION_DAYS,
+                least=0,
+                most=MAX_EVENT_RETENTION_DAYS,
+                unit="a number of days",
+            ),
             admin_email=env.get("RENDERTRACK_ADMIN_EMAIL", "").strip() or None,
         )
 

@@ -63,3 +63,12 @@ def can_work_on_job(actor: Actor, worker_id: str | None) -> bool:
 
 def can_manage_users(actor: Actor) -> bool:
     return actor.is_admin
+
+
+def can_see_person(viewer: Actor, person_id: str, person_role: Role) -> bool:
+    """Who made a change or held a job, as a job's history names them: admins see everyone,
+    anyone sees themselves, users see the admins and workers who touched their jobs, and
+    workers see admins (never the owners of the jobs they render, nor other workers)."""
+    if viewer.is_admin or viewer.id == person_id or person_role is Role.ADMIN:
+        return True
+    return viewer.role is Role.USER and person_role is Role.WORKER

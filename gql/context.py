@@ -17,7 +17,7 @@ from domain.policy import Actor
 from gql.cost import DEFAULT_MAX_COST
 from gql.errors import Unauthenticated
 from models import Job, User
-from service import job_logs, queries, users
+from service import history, job_logs, queries, users
 from service.bus import EventBus
 
 BEARER = "bearer "
@@ -57,6 +57,10 @@ class Context:
     )
     owner_counts: DataLoader[OwnerCountKey, int] = field(
         default_factory=lambda: DataLoader(load_fn=_load_owner_counts, cache=False)
+    )
+    # Job.events of a list of jobs: one statement per distinct page size.
+    histories: DataLoader[tuple[Job, history.HistoryRequest], history.HistoryPage] = field(
+        default_factory=lambda: DataLoader(load_fn=history.pages_of_histories, cache=False)
     )
     finished_recently: DataLoader[datetime, int] = field(
         default_factory=lambda: DataLoader(load_fn=_load_finished_recently, cache=False)
@@ -101,13 +105,16 @@ def _job_key(job: Job) -> str:
 
 
 async def _load_logs(keys: list[tuple[Job, int | None]]) -> list[str | None]:
-    """One statement per distinct tail asked for in the batch."""
-    found: dict[tuple[str, int | None], str | None] = {}
+    """One statement per distinct tail asked for in the batch. One job may be asked as several
+    changes left it (the events of a history): each reads its own log."""
+    found: dict[tuple[str, int, int | None], str | None] = {}
     for tail in {tail for _, tail in keys}:
-        jobs = list({job.id: job for job, wanted in keys if wanted == tail}.values())
+        jobs = list(
+            {(job.id, job.sequence): job for job, wanted in keys if wanted == tail}.values()
+        )
         for job, text in zip(jobs, await job_logs.read_logs(jobs, tail), strict=True):
-            found[(job.id, tail)] = text
-    return [found[(job.id, tail)] for job, tail in keys]
+            found[(job.id, job.sequence, tail)] = text
+    return [found[(job.id, job.sequence, tail)] for job, tail in keys]
 
 
 async def _load_finished_recently(keys: list[datetime]) -> list[int]:

@@ -31,7 +31,7 @@ from service.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 DEFAULT_MAX_COST = 5_000
 # Lists and how many items they may hold when the query does not say.
-PAGED_FIELDS = frozenset({"jobs", "queue"})
+PAGED_FIELDS = frozenset({"jobs", "queue", "events"})
 USERS_ESTIMATE = MAX_PAGE_SIZE  # `users` is an admin's list of every account
 # Fields whose value is bulk text count one node per KiB they may hold: a whole log up to
 # 256 KiB by default, a log line up to 4 KiB, a render spec up to 256 KiB of JSON (and more once

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import AsyncGenerator
-from datetime import datetime
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
 from domain.errors import DomainError
-from domain.events import JobEventKind as DomainJobEventKind
 from domain.policy import Actor
 from gql.context import require_actor
 from gql.errors import extensions_of, message_of
-from gql.types import Job, JobStatus
+from gql.events import JobEvent
+from gql.types import JobStatus
 from service import live
-from service.bus import SubscriberOverflow
-
-JobEventKind = strawberry.enum(DomainJobEventKind, description="What happened to the job.")
-
-
-@strawberry.type(description="A change to a job, or (SNAPSHOT) the job as it is now.")
-class JobEvent:
-    kind: JobEventKind
-    job: Job
-    previous_status: JobStatus | None = strawberry.field(
-        description="The status before the change, for STATUS_CHANGED; null otherwise."
-    )
-    at: datetime
-    sequence: int = strawberry.field(
-        description="Increases with every change to the job: a gap means changes were skipped "
-        "(progress coalesces for slow clients)."
-    )
 
 
 @strawberry.input(description="Narrows jobEvents; every given condition must hold.")
@@ -47,24 +28,32 @@ class JobEventFilter:
 class Subscription:
     @strawberry.subscription(
         description="The job now (SNAPSHOT), then each change in commit order; completes after "
-        "the change that makes it COMPLETED, FAILED or CANCELLED."
+        "the change that makes it COMPLETED, FAILED or CANCELLED. With afterSequence (the "
+        "sequence of the last event you handled), first every change since then from the "
+        "job's history instead of the snapshot, with no gap and no duplicate (a SNAPSHOT when "
+        "that part of the history is no longer kept)."
     )
     async def job_updated(
         self,
         info: Info,
         id: strawberry.ID,
+        after_sequence: int | None = None,
     ) -> AsyncGenerator[JobEvent, None]:
         actor = _actor(info)
-        async for update in _translated(live.follow_job(info.context.bus, actor, str(id))):
-            yield update
+        updates = live.follow_job(info.context.bus, actor, str(id), after_sequence)
+        async for event in _translated(updates):
+            yield event
 
     @strawberry.subscription(
-        description="Every change to the jobs you may see (all of them for an admin)."
+        description="Every change to the jobs you may see (all of them for an admin), in "
+        "commit order. With `after` (the cursor of the last event you handled), first every "
+        "change since that event."
     )
     async def job_events(
         self,
         info: Info,
         filter: JobEventFilter | None = None,
+        after: str | None = None,
     ) -> AsyncGenerator[JobEvent, None]:
         actor = _actor(info)
         wanted = filter or JobEventFilter()
@@ -73,9 +62,10 @@ class Subscription:
             actor,
             statuses=wanted.status,
             owner_id=None if wanted.user_id is None else str(wanted.user_id),
+            after=after,
         )
-        async for update in _translated(updates):
-            yield update
+        async for event in _translated(updates):
+            yield event
 
 
 async def _translated(updates: AsyncGenerator[live.Update, None]) -> AsyncGenerator[JobEvent, None]:
@@ -84,11 +74,9 @@ async def _translated(updates: AsyncGenerator[live.Update, None]) -> AsyncGenera
     async with contextlib.aclosing(updates):
         try:
             async for update in updates:
-                yield _event_of(update)
+                yield JobEvent.of(update)
         except DomainError as error:
             raise GraphQLError(message_of(error), extensions=extensions_of(error)) from None
-        except SubscriberOverflow as overflow:
-            raise GraphQLError(str(overflow), extensions={"code": "SUBSCRIBER_OVERFLOW"}) from None
 
 
 def _actor(info: Info) -> Actor:
@@ -96,25 +84,3 @@ def _actor(info: Info) -> Actor:
         return require_actor(info)
     except DomainError as error:
         raise GraphQLError(message_of(error), extensions=extensions_of(error)) from None
-
-
-def _event_of(update: live.Update) -> JobEvent:
-    job, event = update.job, update.event
-    if event is None:
-        return JobEvent(
-            kind=DomainJobEventKind.SNAPSHOT,
-            job=Job.of(job),
-            previous_status=None,
-            at=job.updated_at,
-            sequence=job.sequence,
-        )
-    changed = event.kind is DomainJobEventKind.STATUS_CHANGED
-    return JobEvent(
-        kind=event.kind,
-        job=dataclasses.replace(
-            Job.of(job), status=event.status, progress=event.progress, updated_at=event.updated_at
-        ),
-        previous_status=event.previous_status if changed else None,
-        at=event.updated_at,
-        sequence=event.sequence,
-    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import strawberry
 from strawberry.scalars import JSON
@@ -19,7 +20,10 @@ from domain.status import Role as DomainRole
 from gql.context import require_actor
 from models import Job as JobModel
 from models import User as UserModel
-from service import clock, job_logs, job_store, queries
+from service import clock, event_store, history, job_logs, job_store, queries
+
+if TYPE_CHECKING:
+    from gql.events import JobEventConnection
 
 JobStatus = strawberry.enum(DomainJobStatus, description="Where a job stands in its lifecycle.")
 Role = strawberry.enum(
@@ -108,20 +112,23 @@ class Job:
     async def nexrender_config(self, info: Info) -> JSON | None:
         if job_store.has_render_spec(self.model):
             return self.model.nexrender_config
-        return await info.context.render_specs.load(self.model.id)
+        return await shared(
+            self.model, "spec", lambda: info.context.render_specs.load(self.model.id)
+        )
 
     @strawberry.field(
         description="The log, one '[UTC time] text' line per entry; with `tail`, its last "
         "lines. Past the size cap the oldest lines are dropped and a first line says so."
     )
     async def logs(self, info: Info, tail: int | None = None) -> str | None:
-        return await info.context.logs.load((self.model, job_logs.check_tail(tail)))
+        wanted = (self.model, job_logs.check_tail(tail))
+        return await shared(self.model, ("logs", tail), lambda: info.context.logs.load(wanted))
 
     @strawberry.field(description="The worker holding the job while it renders.")
     async def worker(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
         if self.model.worker_id is None:
             return None
-        holder = await info.context.users_by_id.load(self.model.worker_id)
+        holder = await _person(info, self.model, self.model.worker_id)
         return None if holder is None else User.of(holder)
 
     @strawberry.field(
@@ -147,8 +154,10 @@ class Job:
         return estimates.estimated_start_at(
             status=DomainJobStatus(self.model.status),
             not_before=self.model.not_before,
-            queue_position=await info.context.queue_positions.load(self.model),
-            finished_recently=await info.context.finished_recently.load(now),
+            queue_position=await _queue_position(info, self.model),
+            finished_recently=await shared(
+                self.model, "finished", lambda: info.context.finished_recently.load(now)
+            ),
             now=now,
         )
 
@@ -156,8 +165,20 @@ class Job:
     async def user(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
         if not policy.can_see_owner(require_actor(info)):
             return None
-        owner = await info.context.users_by_id.load(self.model.user_id)
+        owner = await _person(info, self.model, self.model.user_id)
         return None if owner is None else User.of(owner)
+
+    @strawberry.field(
+        description="The job's history: every recorded change, oldest first, each with the job "
+        "as that change left it (events of finished jobs are kept for the retention period)."
+    )
+    async def events(
+        self, info: Info, first: int | None = None, after: str | None = None
+    ) -> Annotated[JobEventConnection, strawberry.lazy("gql.events")]:
+        from gql.events import JobEventConnection
+
+        page = await info.context.histories.load((self.model, history.HistoryRequest(first, after)))
+        return JobEventConnection.of(page)
 
     @strawberry.field(description="The statuses this job may move to from where it stands.")
     def allowed_transitions(self) -> list[JobStatus]:
@@ -170,7 +191,33 @@ class Job:
     async def queue_position(self, info: Info) -> int | None:
         if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
             return None
-        return await info.context.queue_positions.load(self.model)
+        return await _queue_position(info, self.model)
+
+
+T = TypeVar("T")
+
+
+async def shared(job: JobModel, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
+    """A value derived from one job object, computed once for everyone who resolves it. The
+    event bus hands one job object to every subscriber of an event, so a field such as
+    queuePosition costs one read per event, not one per subscriber. Shielded: a subscriber that
+    goes away does not cancel the read the others wait for."""
+    memo: dict[Hashable, asyncio.Future[Any]] = job.__dict__.setdefault(_SHARED, {})
+    future = memo.get(key)
+    if future is None:
+        future = memo[key] = asyncio.ensure_future(load())
+    return await asyncio.shield(future)
+
+
+_SHARED = f"{event_store.MEMO_PREFIX}_shared"
+
+
+async def _queue_position(info: Info, job: JobModel) -> int | None:
+    return await shared(job, "queue", lambda: info.context.queue_positions.load(job))
+
+
+async def _person(info: Info, job: JobModel, user_id: str) -> UserModel | None:
+    return await shared(job, ("user", user_id), lambda: info.context.users_by_id.load(user_id))
 
 
 @strawberry.type

@@ -14,7 +14,7 @@ from tortoise.exceptions import ConfigurationError
 DATABASE_URL_VARIABLE = "RENDERTRACK_DATABASE_URL"
 DEFAULT_SQLITE_PATH = Path("data") / "rendertrack.sqlite3"
 APP_LABEL = "models"
-MODEL_MODULES = ["models.user", "models.job", "models.job_log", "aerich.models"]
+MODEL_MODULES = ["models.user", "models.job", "models.job_log", "models.job_event", "aerich.models"]
 
 
 def database_url(explicit: str | None = None) -> str:

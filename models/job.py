@@ -18,6 +18,22 @@ from domain.status import JobStatus
 from domain.validation import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, MAX_NAME_LENGTH
 from models.base import CUID_LENGTH, TouchingManager, VerbatimJSONField, new_id, utc_now
 
+# Written at submission and never again. A job as some change left it is these columns plus the
+# change's recorded state (service/event_store.py); every other column is recorded with it.
+SUBMITTED_FIELDS: tuple[str, ...] = (
+    "id",
+    "user_id",
+    "project_name",
+    "output_name",
+    "template_path",
+    "data_path",
+    "output_path",
+    "nexrender_config",
+    "created_at",
+    "auto_cancel_at",
+    "max_attempts",
+)
+
 
 class Job(Model):
     id = fields.CharField(primary_key=True, max_length=CUID_LENGTH, default=new_id)

@@ -17,6 +17,9 @@ class JobLogLine(Model):
     line = fields.TextField()
     # What it counts against the job's cap: UTF-8 bytes plus the line break.
     size = fields.IntField()
+    # The job's sequence after the change that added the line: the log as of any change is the
+    # lines up to its sequence.
+    sequence = fields.IntField(default=0)
 
     class Meta:
         table = "job_log_lines"

@@ -30,7 +30,12 @@ async def append(
     """Adds `lines` stamped with `now`; returns the job's log bookkeeping to write in the same
     compare-and-set UPDATE (which also guards it: a concurrent append makes this one retry)."""
     stamped = [joblog.stamp(line, now) for line in lines]
-    rows = [JobLogLine(job_id=job.id, line=line, size=joblog.size_of(line)) for line in stamped]
+    # The lines belong to the change the caller is making: the job's next sequence.
+    sequence = job.sequence + 1
+    rows = [
+        JobLogLine(job_id=job.id, line=line, size=joblog.size_of(line), sequence=sequence)
+        for line in stamped
+    ]
     await JobLogLine.bulk_create(rows, using_db=connection)
     kept = job.log_bytes + sum(row.size for row in rows)
     changes: dict[str, Any] = {"log_bytes": kept}
@@ -73,15 +78,17 @@ def check_tail(tail: int | None) -> int | None:
 
 
 async def read_logs(jobs: Sequence[Job], tail: int | None = None) -> list[str | None]:
-    """Each job's log (its last `tail` lines when given), in one statement for all of them."""
+    """Each job's log as the job's last change left it (its last `tail` lines when given), in
+    one statement for all of them. A job as an earlier change left it (an event's job) reads
+    only the lines written up to that change."""
     check_tail(tail)
-    by_job: dict[str, list[str]] = {job.id: [] for job in jobs}
+    found: dict[tuple[str, int], list[str]] = {(job.id, job.sequence): [] for job in jobs}
     if jobs and tail != 0:
-        for job_id, line in await _lines(list(by_job), tail):
-            by_job[job_id].append(line)
+        for job_id, upto, line in await _lines(list(found), tail):
+            found[(job_id, upto)].append(line)
     return [
         joblog.render(
-            by_job[job.id],
+            found[(job.id, job.sequence)],
             joblog.Dropped(job.log_dropped_lines, job.log_dropped_bytes),
             tail=tail,
             has_lines=job.log_bytes > 0,
@@ -90,17 +97,21 @@ async def read_logs(jobs: Sequence[Job], tail: int | None = None) -> list[str | 
     ]
 
 
-async def _lines(job_ids: list[str], tail: int | None) -> list[tuple[str, str]]:
+async def _lines(wanted: list[tuple[str, int]], tail: int | None) -> list[tuple[str, int, str]]:
+    """(job id, sequence, line) of each wanted (job id, up to sequence), oldest line first."""
     connection = connections.get("default")
-    marks = ", ".join(placeholder(connection, n) for n in range(1, len(job_ids) + 1))
-    if tail is None:
-        sql = f"""SELECT "job_id", "line" FROM "job_log_lines"
-            WHERE "job_id" IN ({marks}) ORDER BY "job_id", "id" """
-    else:
-        sql = f"""SELECT "job_id", "line" FROM (
-                SELECT "job_id", "line", "id", ROW_NUMBER() OVER (
-                    PARTITION BY "job_id" ORDER BY "id" DESC) AS "from_end"
-                FROM "job_log_lines" WHERE "job_id" IN ({marks})
-            ) AS "numbered" WHERE "from_end" <= {int(tail)} ORDER BY "job_id", "id" """
-    rows = await connection.execute_query_dict(sql, job_ids)
-    return [(row["job_id"], row["line"]) for row in rows]
+    marks = ", ".join(
+        f"({placeholder(connection, 2 * n + 1)}, CAST({placeholder(connection, 2 * n + 2)} "
+        "AS INTEGER))"
+        for n in range(len(wanted))
+    )
+    joined = f"""WITH "wanted" ("job_id", "upto") AS (VALUES {marks})
+        SELECT "w"."job_id", "w"."upto", "l"."line", "l"."id", ROW_NUMBER() OVER (
+            PARTITION BY "w"."job_id", "w"."upto" ORDER BY "l"."id" DESC) AS "from_end"
+        FROM "wanted" AS "w" JOIN "job_log_lines" AS "l"
+            ON "l"."job_id" = "w"."job_id" AND "l"."sequence" <= "w"."upto" """
+    limit = "" if tail is None else f'WHERE "from_end" <= {int(tail)}'
+    sql = f"""SELECT "job_id", "upto", "line" FROM ({joined}) AS "numbered" {limit}
+        ORDER BY "job_id", "upto", "id" """
+    rows = await connection.execute_query_dict(sql, [value for pair in wanted for value in pair])
+    return [(row["job_id"], int(row["upto"]), row["line"]) for row in rows]

@@ -20,14 +20,29 @@ from domain.lifecycle import JobState
 from domain.lookups import is_well_formed_id
 from domain.status import JobStatus
 from models import Job, User
+from models.job import SUBMITTED_FIELDS
 
 # Every column of a job but its render spec, which can be large and no hot path needs.
-ROW_FIELDS: tuple[str, ...] = (
-    *(name for name in Job._meta.fields_db_projection if name != "nexrender_config"),
-    "user_id",
-    "worker_id",
+# (The foreign keys' columns join the projection only once Tortoise is initialised.)
+ROW_FIELDS: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        [
+            *(name for name in Job._meta.fields_db_projection if name != "nexrender_config"),
+            "user_id",
+            "worker_id",
+        ]
+    )
 )
 _ROW_COLUMNS = ", ".join(f'"{name}"' for name in ROW_FIELDS)
+
+# Job columns an event has columns of its own for. (Its `worker_id` column is the worker the
+# change concerns, which may be one it released; the job's own is in the state.)
+_EVENT_COLUMNS = frozenset({"status", "progress", "sequence", "updated_at"})
+# Every other column a change may write, recorded in each event's `state`: a job as some change
+# left it is its submitted columns plus that change's event.
+STATE_FIELDS: tuple[str, ...] = tuple(
+    name for name in ROW_FIELDS if name not in SUBMITTED_FIELDS and name not in _EVENT_COLUMNS
+)
 
 
 class LostRace(Exception):
@@ -86,12 +101,17 @@ async def compare_and_set(
     job: Job,
     changes: dict[str, Any],
     now: datetime,
+    *,
+    reason: str | None = None,
     **guards: Any,
 ) -> JobEvent:
     """Applies `changes` to the row only if it is still the version `job` was read at (same
     status and sequence, and every extra `guards` filter still true); bumps the sequence,
-    updates `job` in place and returns the event. Raises LostRace when the row moved on."""
+    updates `job` in place and returns the event (`reason`: why, for the history). Raises
+    LostRace when the row moved on."""
+    _check_recordable(changes)
     previous_status = JobStatus(job.status)
+    previous_worker = job.worker_id
     sequence = job.sequence + 1
     written = (
         await Job.filter(id=job.id, status=previous_status, sequence=job.sequence, **guards)
@@ -102,7 +122,13 @@ async def compare_and_set(
         raise LostRace(job.id)
     for field, value in {**changes, "sequence": sequence, "updated_at": now}.items():
         setattr(job, field, value)
-    return event_of(job, kind_of_change(changes, previous_status), previous_status)
+    return event_of(
+        job,
+        kind_of_change(changes, previous_status),
+        previous_status,
+        reason=reason,
+        released_worker=previous_worker,
+    )
 
 
 async def renew_lease(connection: BaseDBAsyncClient, job: Job, now: datetime) -> bool:
@@ -126,7 +152,16 @@ async def worker_name(connection: BaseDBAsyncClient, worker_id: str | None) -> s
     return f"{names[0]} ({worker_id})" if names and names[0] else worker_id
 
 
-def event_of(job: Job, kind: JobEventKind, previous_status: JobStatus | None) -> JobEvent:
+def event_of(
+    job: Job,
+    kind: JobEventKind,
+    previous_status: JobStatus | None,
+    *,
+    reason: str | None = None,
+    released_worker: str | None = None,
+) -> JobEvent:
+    """The event of the change that left `job` as it is (`released_worker`: the worker it held
+    before, which the event names when the change released it)."""
     return JobEvent(
         kind=kind,
         job_id=job.id,
@@ -136,8 +171,18 @@ def event_of(job: Job, kind: JobEventKind, previous_status: JobStatus | None) ->
         progress=job.progress,
         sequence=job.sequence,
         updated_at=job.updated_at,
-        worker_id=job.worker_id,
+        worker_id=job.worker_id or released_worker,
+        reason=reason,
+        state={name: getattr(job, name) for name in STATE_FIELDS},
     )
+
+
+def _check_recordable(changes: dict[str, Any]) -> None:
+    """A change may write only what its event records; anything else would make the job shown
+    for an event differ from the job that change left."""
+    unrecorded = sorted(set(changes) - set(STATE_FIELDS) - _EVENT_COLUMNS)
+    if unrecorded:
+        raise ValueError(f"a change may not write {unrecorded}: its event does not record them")
 
 
 def _index(connection: BaseDBAsyncClient, name: str) -> str:

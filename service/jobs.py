@@ -15,7 +15,7 @@ from tortoise.transactions import in_transaction
 
 from domain import estimates, joblog, leases, lifecycle, policy
 from domain.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
-from domain.events import JobEvent, JobEventKind
+from domain.events import Author, Duty, JobEvent, JobEventKind, reason_of
 from domain.lifecycle import Plan
 from domain.policy import Actor
 from domain.status import JobStatus
@@ -29,7 +29,7 @@ from domain.validation import (
     render_spec_problems,
 )
 from models import Job
-from service import clock, job_logs, job_store, settings
+from service import clock, event_store, job_logs, job_store, settings
 from service.events import publisher
 from service.job_store import LostRace
 
@@ -68,7 +68,7 @@ async def submit_job(actor: Actor, submission: JobSubmission) -> Job:
         )
         events = [job_store.event_of(job, JobEventKind.CREATED, None)]
         events += await _validate(connection, job, now)
-        await publisher().stage(connection, events)
+        events = await _record(connection, events, Author.of(actor.id))
     await publisher().committed(events)
     return job
 
@@ -77,7 +77,7 @@ async def cancel(job_id: str, reason: object, actor: Actor | None = None) -> Job
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         return [await _move(connection, job, JobStatus.CANCELLED, now, reason=reason)]
 
-    return await _run(job_id, _manager_check(actor), steps)
+    return await _run(job_id, _manager_check(actor), steps, actor)
 
 
 async def retry(job_id: str, actor: Actor | None = None) -> Job:
@@ -87,7 +87,7 @@ async def retry(job_id: str, actor: Actor | None = None) -> Job:
         events = [await _move(connection, job, JobStatus.PENDING, now)]
         return events + await _validate(connection, job, now)
 
-    return await _run(job_id, _manager_check(actor), steps)
+    return await _run(job_id, _manager_check(actor), steps, actor)
 
 
 async def set_priority(job_id: str, priority: object, actor: Actor | None = None) -> Job:
@@ -106,7 +106,7 @@ async def set_priority(job_id: str, priority: object, actor: Actor | None = None
             return []
         return [await job_store.compare_and_set(connection, job, {"priority": value}, now)]
 
-    return await _run(job_id, _manager_check(actor), steps)
+    return await _run(job_id, _manager_check(actor), steps, actor)
 
 
 async def claim_next(worker: Actor) -> Job | None:
@@ -122,10 +122,10 @@ async def claim_next(worker: Actor) -> Job | None:
                 if job is None:
                     return None
                 event = await _move(connection, job, JobStatus.RENDERING, now, worker_id=worker.id)
-                await publisher().stage(connection, [event])
+                events = await _record(connection, [event], Author.of(worker.id))
         except LostRace:
             continue
-        await publisher().committed([event])
+        await publisher().committed(events)
         return job
     return None
 
@@ -157,7 +157,7 @@ async def report_progress(
         changes["heartbeat_at"] = now
         return [await job_store.compare_and_set(connection, job, changes, now)]
 
-    return await _run(job_id, _worker_check(actor, lease), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps, actor)
 
 
 async def heartbeat(job_id: str, actor: Actor | None = None, *, lease: object = None) -> Job:
@@ -169,7 +169,7 @@ async def heartbeat(job_id: str, actor: Actor | None = None, *, lease: object = 
         await _renew(connection, job, now)
         return []
 
-    return await _run(job_id, _worker_check(actor, lease), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps, actor)
 
 
 async def append_log(
@@ -188,14 +188,14 @@ async def append_log(
             changes["heartbeat_at"] = now
         return [await job_store.compare_and_set(connection, job, changes, now)]
 
-    return await _run(job_id, _worker_check(actor, lease), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps, actor)
 
 
 async def complete(job_id: str, actor: Actor | None = None, *, lease: object = None) -> Job:
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         return [await _move(connection, job, JobStatus.COMPLETED, now)]
 
-    return await _run(job_id, _worker_check(actor, lease), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps, actor)
 
 
 async def fail(
@@ -219,7 +219,7 @@ async def fail(
         )
         return [await _apply(connection, job, plan, now)]
 
-    return await _run(job_id, _worker_check(actor, lease), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps, actor)
 
 
 async def requeue(job_id: str, actor: Actor | None = None, *, lease: object = None) -> Job:
@@ -230,7 +230,7 @@ async def requeue(job_id: str, actor: Actor | None = None, *, lease: object = No
         plan = leases.plan_hand_back(job_store.state_of(job), now)
         return [await _apply(connection, job, plan, now)]
 
-    return await _run(job_id, _worker_check(actor, lease), steps)
+    return await _run(job_id, _worker_check(actor, lease), steps, actor)
 
 
 async def cancel_if_overdue(job_id: str, now: datetime) -> Job | None:
@@ -250,7 +250,7 @@ async def cancel_if_overdue(job_id: str, now: datetime) -> Job | None:
         acted = True
         return [event]
 
-    job = await _run(job_id, None, steps)
+    job = await _run(job_id, None, steps, Author(duty=Duty.DEADLINE))
     return job if acted else None
 
 
@@ -274,7 +274,7 @@ async def recover_if_stalled(job_id: str, now: datetime) -> Job | None:
         acted = True
         return [event]
 
-    job = await _run(job_id, None, steps)
+    job = await _run(job_id, None, steps, Author(duty=Duty.STALL_RECOVERY))
     return job if acted else None
 
 
@@ -286,10 +286,11 @@ async def log_text(job: Job, tail: int | None = None) -> str | None:
 # --- the machinery ---------------------------------------------------------------------------
 
 
-async def _run(job_id: str, check: Check | None, steps: Steps) -> Job:
-    """Reads the job, checks the actor, runs the steps in one transaction and publishes their
-    events once it committed. A lost race starts over from a fresh read, where the rules see
-    the status the winner left."""
+async def _run(job_id: str, check: Check | None, steps: Steps, by: Actor | Author | None) -> Job:
+    """Reads the job, checks the actor, runs the steps in one transaction, records their events
+    (made `by` an actor or a duty) and publishes them once it committed. A lost race starts over
+    from a fresh read, where the rules see the status the winner left."""
+    author = by if isinstance(by, Author) else Author.of(None if by is None else by.id)
     for _ in range(MAX_RACES):
         try:
             async with in_transaction() as connection:
@@ -297,8 +298,7 @@ async def _run(job_id: str, check: Check | None, steps: Steps) -> Job:
                 if check is not None:
                     check(job)
                 events = await steps(connection, job, clock.now())
-                if events:
-                    await publisher().stage(connection, events)
+                events = await _record(connection, events, author)
         except LostRace:
             continue
         if events:
@@ -311,6 +311,17 @@ async def _run(job_id: str, check: Check | None, steps: Steps) -> Job:
         [],
         message=f"Job {job_id} is changing too often to apply this now; try again.",
     )
+
+
+async def _record(
+    connection: BaseDBAsyncClient, events: list[JobEvent], author: Author
+) -> list[JobEvent]:
+    """The events into the job's history and onto the bus, in the change's transaction."""
+    if not events:
+        return []
+    recorded = await event_store.record(connection, [event.by(author) for event in events])
+    await publisher().stage(connection, recorded)
+    return recorded
 
 
 async def _move(
@@ -338,7 +349,8 @@ async def _apply(
     changes = dict(plan.changes)
     if plan.log:
         changes.update(await _append_lines(connection, job, plan.log, now))
-    return await job_store.compare_and_set(connection, job, changes, now, **guards)
+    reason = reason_of(plan.changes, plan.log)
+    return await job_store.compare_and_set(connection, job, changes, now, reason=reason, **guards)
 
 
 async def _append_lines(

@@ -1,72 +1,102 @@
 """Following jobs live: what a subscriber is sent, in which order, and when its stream ends.
 
-The wire formats (GraphQL subscriptions now) only translate what these generators yield.
+Both streams subscribe to the bus first and only then read the table, so every change is either
+in what they read or arrives afterwards (or both: duplicates are dropped by sequence or
+position). Whatever the bus could not deliver (a subscriber that fell behind, a delivery that
+skips a change) is replayed from the job_events table. Every update carries the job exactly as
+its change left it. The wire formats (GraphQL subscriptions now) only translate what these
+generators yield.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
+from datetime import timedelta
 
 from domain import lifecycle, policy
-from domain.errors import Forbidden, NotFound
-from domain.events import JobEvent
+from domain.errors import BadUserInput, Forbidden, NotFound
+from domain.events import Cursor, JobEvent
 from domain.policy import Actor
-from domain.status import JobStatus
+from domain.status import JobStatus, Role
 from models import Job
-from service import queries
-from service.bus import Delivery, EventBus, Resync
+from service import clock, event_store, queries, settings
+from service.bus import EventBus, Gap
 from service.bus.core import DEFAULT_BUFFER_SIZE
 
-# Events a subscriber may fall behind by before it is told so and closed (progress coalesces).
+# Changes a subscriber may fall behind by before its buffer is dropped and replayed from the
+# table (progress coalesces).
 SUBSCRIBER_BUFFER = DEFAULT_BUFFER_SIZE
+# Events one replay read hands over.
+REPLAY_BATCH = 500
 
 
 @dataclass(frozen=True)
 class Update:
-    """The job as it is now (`event` None: a snapshot), or one committed change to it. For a
-    change, `job` is the row as read when the event was dispatched, possibly newer than the
-    event; the event's own status and progress are the ones of that change."""
+    """A change (`event`) and the job exactly as that change left it; or, with `event` None, a
+    SNAPSHOT: the job as it is now. `cursor` is where a client resumes jobEvents from."""
 
     job: Job
-    event: JobEvent | None = None
+    event: JobEvent | None
+    cursor: str
 
 
-async def follow_job(bus: EventBus, actor: Actor, job_id: str) -> AsyncIterator[Update]:
-    """A snapshot, then every change in commit order; ends after the change that makes the job
-    terminal (at once for a terminal job). NOT_FOUND for a job the actor may not see.
-
-    The subscription is made before the snapshot is read, so no change committed in between is
-    missed; changes the snapshot already holds (sequence not newer) are skipped. After a Resync
-    (events were lost) a fresh snapshot is sent. Visibility is checked again on every delivery:
-    a job the actor may no longer see ends the stream with NOT_FOUND."""
-    subscription = bus.subscribe(
-        lambda event: event.job_id == job_id, buffer_size=SUBSCRIBER_BUFFER
-    )
+async def follow_job(
+    bus: EventBus, actor: Actor, job_id: str, after_sequence: int | None = None
+) -> AsyncIterator[Update]:
+    """Without `after_sequence`: a snapshot, then every change in order. With it: every change
+    after that sequence from the job's history, then every new one, with no gap and no
+    duplicate; a snapshot instead when that part of the history is no longer kept. Ends after
+    the change that makes the job terminal (at once for a terminal job with nothing to
+    replay). NOT_FOUND for a job the actor may not see, also once it goes out of sight."""
+    if after_sequence is not None and after_sequence < 0:
+        raise BadUserInput.single("afterSequence", "must not be negative")
+    subscription = bus.subscribe(_every_event, job_id=job_id, buffer_size=SUBSCRIBER_BUFFER)
     try:
-        resync = True
-        seen = 0
+        snapshot = await _snapshot(actor, job_id)
+        seen_at = snapshot.job.sequence  # the actor may see the job as this change left it
+        if after_sequence is None:
+            yield snapshot
+            last = seen_at
+            if _ends(snapshot):
+                return
+            replay = False
+        else:
+            if after_sequence > seen_at:
+                raise BadUserInput.single(
+                    "afterSequence", f"is beyond the job's last change ({seen_at})"
+                )
+            last = after_sequence
+            if last == seen_at and _ends(snapshot):
+                return
+            replay = True
         while True:
-            if resync:
-                job = await queries.job_for(actor, job_id)
-                if job is None:
-                    raise NotFound("Job", job_id)
-                yield Update(job)
-                seen = job.sequence
-                if lifecycle.is_terminal(JobStatus(job.status)):
-                    return
+            if replay:
+                replay = False
+                replayed = _replay_job(actor, job_id, last, seen_at)
+                async with contextlib.aclosing(replayed):
+                    async for update in replayed:
+                        yield update
+                        last = update.job.sequence
+                        if _ends(update):
+                            return
             item = await anext(subscription, None)
             if item is None:  # the bus stopped
                 return
-            resync = isinstance(item, Resync)
-            if resync or item.job is None or item.event.sequence <= seen:
+            if isinstance(item, Gap):
+                replay = True
                 continue
-            event = item.event
-            if not policy.can_see_job(actor, event.user_id, event.worker_id, event.status):
-                raise NotFound("Job", job_id)  # e.g. a worker whose job went to another
-            seen = item.event.sequence
-            yield Update(item.job, item.event)
-            if lifecycle.is_terminal(item.event.status):
+            if item.event.sequence <= last:
+                continue
+            if item.first_sequence > last + 1:  # a change never reached us: the table has it
+                replay = True
+                continue
+            _check_visible(actor, item.event)
+            update = Update(item.job, item.event, item.event.cursor)
+            yield update
+            last = item.event.sequence
+            if _ends(update):
                 return
     finally:
         subscription.close()
@@ -78,12 +108,18 @@ async def follow_events(
     *,
     statuses: Collection[JobStatus] | None = None,
     owner_id: str | None = None,
+    after: str | None = None,
 ) -> AsyncIterator[Update]:
     """Every change to the jobs the actor may see, optionally only in `statuses` or of one
-    owner (their own, or anyone's for an admin). Runs until the subscriber stops it."""
+    owner (their own, or anyone's for an admin), in commit order. With `after` (a cursor an
+    event gave out), first every such change since that event. Runs until the subscriber stops
+    it."""
     if owner_id is not None and not policy.can_list_jobs_of(actor, owner_id):
         raise Forbidden("Only admins follow another user's jobs.")
-    wanted = None if statuses is None else frozenset(statuses)
+    cursor = None if after is None else _fresh_cursor(after)
+    wanted = None if statuses is None else frozenset(JobStatus(status) for status in statuses)
+    if owner_id is None and actor.role is Role.USER:
+        owner_id = actor.id  # a user sees only their own jobs: route by owner
 
     def match(event: JobEvent) -> bool:
         return (
@@ -92,10 +128,125 @@ async def follow_events(
             and (owner_id is None or event.user_id == owner_id)
         )
 
-    subscription = bus.subscribe(match, buffer_size=SUBSCRIBER_BUFFER)
+    subscription = bus.subscribe(match, owner_id=owner_id, buffer_size=SUBSCRIBER_BUFFER)
     try:
-        async for item in subscription:
-            if isinstance(item, Delivery) and item.job is not None:
-                yield Update(item.job, item.event)
+        last = cursor.position if cursor else await event_store.latest_position()
+        replay = cursor is not None
+        held_by = actor.id if actor.role is Role.WORKER else None
+        while True:
+            if replay:
+                replay = False
+                replayed = _replay_events(match, last, owner_id, wanted, held_by)
+                async with contextlib.aclosing(replayed):
+                    async for update in replayed:
+                        yield update
+                        last = _position(update.event)
+            item = await anext(subscription, None)
+            if item is None:
+                return
+            if isinstance(item, Gap):
+                replay = True
+                continue
+            if _position(item.event) <= last:
+                continue
+            yield Update(item.job, item.event, item.event.cursor)
+            last = _position(item.event)
     finally:
         subscription.close()
+
+
+async def _snapshot(actor: Actor, job_id: str) -> Update:
+    """The job as it is now. Its cursor's position is read before the row, so resuming from it
+    can repeat a change the snapshot holds but never miss one."""
+    position = await event_store.latest_position()
+    job = await queries.job_for(actor, job_id)
+    if job is None:
+        raise NotFound("Job", job_id)
+    return Update(job, None, Cursor(position, job.sequence, clock.now()).encode())
+
+
+async def _replay_job(
+    actor: Actor, job_id: str, after_sequence: int, seen_at: int
+) -> AsyncIterator[Update]:
+    """The job's changes after `after_sequence` from its history, in order. Changes past
+    `seen_at` are checked against the visibility rule like live ones. When the history no
+    longer holds the next change (pruned, or older than the history), a snapshot instead."""
+    base: Job | None = None
+    while True:
+        events = await event_store.job_events(job_id, after_sequence, REPLAY_BATCH)
+        if not events:
+            return
+        if events[0].sequence != after_sequence + 1:
+            yield await _snapshot(actor, job_id)
+            return
+        if base is None:
+            base = (await event_store.job_bases([job_id])).get(job_id)
+            if base is None:
+                raise NotFound("Job", job_id)
+        for event in events:
+            if event.sequence > seen_at:
+                _check_visible(actor, event)
+            yield Update(event_store.job_at(base, event), event, event.cursor)
+        after_sequence = events[-1].sequence
+        if len(events) < REPLAY_BATCH:
+            return
+
+
+async def _replay_events(
+    match: Callable[[JobEvent], bool],
+    after: int,
+    owner_id: str | None,
+    statuses: frozenset[JobStatus] | None,
+    held_by: str | None,
+) -> AsyncIterator[Update]:
+    """The changes after position `after` that `match` accepts, in commit order."""
+    while True:
+        events = await event_store.events_after(
+            after,
+            REPLAY_BATCH,
+            owner_id=owner_id,
+            statuses=None if statuses is None else sorted(statuses),
+            held_by_or_queued=held_by,
+        )
+        if not events:
+            return
+        chosen = [event for event in events if match(event)]
+        bases = await event_store.job_bases(event.job_id for event in chosen)
+        for event in chosen:
+            base = bases.get(event.job_id)
+            if base is not None:
+                yield Update(event_store.job_at(base, event), event, event.cursor)
+        after = _position(events[-1])
+        if len(events) < REPLAY_BATCH:
+            return
+
+
+def _fresh_cursor(after: str) -> Cursor:
+    """A jobEvents cursor whose events are all still kept."""
+    cursor = Cursor.decode(after, "after")
+    days = settings.current().event_retention_days
+    if days and cursor.at < clock.now() - timedelta(days=days):
+        raise BadUserInput.single(
+            "after",
+            f"is older than the event history kept ({days} days): some of the events after "
+            "it may be gone; read the jobs again and subscribe without it",
+        )
+    return cursor
+
+
+def _check_visible(actor: Actor, event: JobEvent) -> None:
+    if not policy.can_see_job(actor, event.user_id, event.worker_id, event.status):
+        raise NotFound("Job", event.job_id)  # e.g. a worker whose job went to another
+
+
+def _ends(update: Update) -> bool:
+    return lifecycle.is_terminal(JobStatus(update.job.status))
+
+
+def _position(event: JobEvent | None) -> int:
+    assert event is not None and event.position is not None
+    return event.position
+
+
+def _every_event(event: JobEvent) -> bool:
+    return True

@@ -8,6 +8,8 @@ from domain.joblog import DEFAULT_LOG_LIMIT_BYTES
 from domain.leases import DEFAULT_RETRY_BACKOFF_SECONDS, DEFAULT_STALL_TIMEOUT_SECONDS
 from domain.paths import URI_SCHEMES
 
+DEFAULT_EVENT_RETENTION_DAYS = 90
+
 
 @dataclass(frozen=True)
 class ServiceSettings:
@@ -21,6 +23,8 @@ class ServiceSettings:
     allowed_uri_schemes: tuple[str, ...] = URI_SCHEMES
     # Modules a worker may load beside the official @nexrender/action-* ones (exact names).
     allowed_actions: tuple[str, ...] = ()
+    # Events of finished jobs older than this are pruned (0: kept for ever).
+    event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
 
 
 _current = ServiceSettings()

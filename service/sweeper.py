@@ -1,8 +1,9 @@
 """The queue's duties, run by one sweeper task in every server process: jobs whose worker went
-silent go back to the queue (or fail after their last attempt), and jobs past their deadline are
-cancelled. Each action is an ordinary compare-and-set transition with its event, so when
-several processes sweep one database each job is acted on exactly once: the losers of a race
-re-read the job, find it no longer stalled or overdue, and leave it."""
+silent go back to the queue (or fail after their last attempt), jobs past their deadline are
+cancelled, and the history of finished jobs older than the retention is pruned. Each action is
+an ordinary compare-and-set transition with its event, so when several processes sweep one
+database each job is acted on exactly once: the losers of a race re-read the job, find it no
+longer stalled or overdue, and leave it."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from tortoise import connections
 from domain.errors import DomainError
 from domain.status import JobStatus
 from models import Job
-from service import clock, job_store, jobs, settings
+from service import clock, event_store, job_store, jobs, settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SWEEP_INTERVAL_SECONDS = 5.0
 # Jobs one look-up hands the sweeper; it looks again until a look-up comes back short.
 SWEEP_BATCH = 200
+# Events one round prunes at most: a large backlog goes over several rounds.
+PRUNE_BATCH = 1000
 
 
 @dataclass
@@ -32,6 +35,7 @@ class SweepReport:
     requeued: int = 0
     failed: int = 0
     cancelled: int = 0
+    pruned: int = 0  # events of finished jobs past the retention
 
     @property
     def acted(self) -> int:
@@ -50,6 +54,9 @@ async def sweep_once(now: datetime | None = None, *, recover_stalled: bool = Tru
 
     async for _ in _acted_on(overdue, jobs.cancel_if_overdue, now):
         report.cancelled += 1
+    days = settings.current().event_retention_days
+    if days:
+        report.pruned = await event_store.prune(now - timedelta(days=days), PRUNE_BATCH)
     if not recover_stalled:
         return report
     silent_since = now - timedelta(seconds=settings.current().stall_timeout_seconds)
@@ -110,6 +117,8 @@ async def run_sweeper(interval_seconds: float, stop: asyncio.Event) -> None:
                 reachable_since = now
             judged = now - reachable_since >= timedelta(seconds=timeout)
             report = await sweep_once(now, recover_stalled=judged)
+            if report.pruned:
+                logger.info("Sweep: %d events of finished jobs pruned", report.pruned)
             if report.acted:
                 logger.warning(
                     "Sweep: %d stalled jobs requeued, %d failed, %d cancelled past their deadline",

@@ -67,8 +67,9 @@ async def migrated_database(backend: str, scratch: Path) -> AsyncIterator[str]:
 async def empty_tables() -> None:
     connection = connections.get("default")
     if connection.capabilities.dialect == "postgres":
-        await connection.execute_script('TRUNCATE "job_log_lines", "jobs", "users"')
+        await connection.execute_script('TRUNCATE "job_events", "job_log_lines", "jobs", "users"')
     else:
         await connection.execute_script(
-            'DELETE FROM "job_log_lines"; DELETE FROM "jobs"; DELETE FROM "users";'
+            'DELETE FROM "job_events"; DELETE FROM "job_log_lines"; DELETE FROM "jobs"; '
+            'DELETE FROM "users";'
         )

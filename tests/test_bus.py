@@ -1,10 +1,13 @@
 """The event bus against the real database of the session: in-process on SQLite, LISTEN/NOTIFY
-on PostgreSQL. Every wait has a timeout, so a broken bus fails fast instead of hanging."""
+on PostgreSQL. Either way the events come from the job_events table, so the tests record their
+made-up events there too. Every wait has a timeout, so a broken bus fails fast instead of
+hanging."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import itertools
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import asyncpg
@@ -19,18 +22,18 @@ from domain.status import JobStatus
 from domain.validation import JobSubmission
 from models import Job
 from models.base import utc_now
-from service import jobs
+from service import event_store, jobs
 from service.bus import (
     Delivery,
     EventBus,
+    Gap,
     InProcessBus,
     PostgresBus,
-    Resync,
-    SubscriberOverflow,
     Subscription,
+    TableSource,
     create_bus,
 )
-from service.bus.postgres import decode, encode, listen_dsn
+from service.bus.postgres import listen_dsn
 from service.events import set_publisher
 
 S = JobStatus
@@ -39,26 +42,36 @@ WAIT = 5  # seconds, for every wait
 POSTGRES_ONLY = "LISTEN/NOTIFY exists only on PostgreSQL (RENDERTRACK_TEST_DATABASE=postgres)"
 
 
-class CountingLoader:
-    """Job.get_or_none, counting which jobs the bus asked for."""
+class CountingSource(TableSource):
+    """The table, counting the reads of job rows and able to fail the next reads of events."""
 
     def __init__(self) -> None:
-        self.calls: list[str] = []
+        super().__init__()
+        self.job_reads: list[list[str]] = []
+        self.failures_to_come = 0
 
-    async def __call__(self, job_id: str) -> Job | None:
-        self.calls.append(job_id)
-        return await Job.get_or_none(id=job_id)
+    async def events_after(self, position: int, limit: int) -> list[JobEvent]:
+        if self.failures_to_come:
+            self.failures_to_come -= 1
+            raise ConnectionError("the database went away (made up by the test)")
+        return await super().events_after(position, limit)
+
+    async def jobs_at(self, events: Sequence[JobEvent]) -> dict[int, Job]:
+        missing = sorted({event.job_id for event in events} - set(self._bases))
+        if missing:
+            self.job_reads.append(missing)
+        return await super().jobs_at(events)
 
 
 @pytest.fixture
-def loader() -> CountingLoader:
-    return CountingLoader()
+def source() -> CountingSource:
+    return CountingSource()
 
 
 @pytest_asyncio.fixture
-async def bus(db: str, loader: CountingLoader) -> AsyncIterator[EventBus]:
+async def bus(db: str, source: CountingSource) -> AsyncIterator[EventBus]:
     """The bus for this backend, started and installed as the publisher of the use cases."""
-    bus = create_bus(db, loader)
+    bus = create_bus(db, source)
     await bus.start()
     previous = set_publisher(bus)
     try:
@@ -80,7 +93,8 @@ def submission(name: str = "promo", priority: int = 5) -> JobSubmission:
 
 
 def made_up_event(job: Job, kind: JobEventKind, sequence: int, progress: int = 0) -> JobEvent:
-    """An event for a real job, published straight through the bus (no use case)."""
+    """An event for a real job, recorded and published straight through the bus (no use
+    case); its sequence must not collide with the job's real ones."""
     return JobEvent(
         kind=kind,
         job_id=job.id,
@@ -90,17 +104,20 @@ def made_up_event(job: Job, kind: JobEventKind, sequence: int, progress: int = 0
         progress=progress,
         sequence=sequence,
         updated_at=utc_now(),
+        state={"priority": 5},
     )
 
 
-async def publish(bus: EventBus, events: Sequence[JobEvent]) -> None:
-    """What a use case does: stage inside the transaction, report after the commit."""
+async def publish(bus: EventBus, events: Sequence[JobEvent]) -> list[JobEvent]:
+    """What a use case does: record and stage inside the transaction, report after it."""
     async with in_transaction() as connection:
-        await bus.stage(connection, events)
-    await bus.committed(events)
+        recorded = await event_store.record(connection, events)
+        await bus.stage(connection, recorded)
+    await bus.committed(recorded)
+    return recorded
 
 
-async def receive(subscription: Subscription) -> Delivery | Resync:
+async def receive(subscription: Subscription) -> Delivery | Gap:
     async with asyncio.timeout(WAIT):
         return await anext(subscription)
 
@@ -120,7 +137,7 @@ class Collector:
 
     def __init__(self, subscription: Subscription) -> None:
         self.subscription = subscription
-        self.items: list[Delivery | Resync] = []
+        self.items: list[Delivery | Gap] = []
         self._arrived = asyncio.Event()
         self.task = asyncio.create_task(self._run())
 
@@ -132,7 +149,7 @@ class Collector:
         finally:
             self.subscription.close()
 
-    async def until(self, done: Callable[[list[Delivery | Resync]], bool]) -> None:
+    async def until(self, done: Callable[[list[Delivery | Gap]], bool]) -> None:
         async with asyncio.timeout(WAIT):
             while not done(self.items):
                 self._arrived.clear()
@@ -144,14 +161,13 @@ class Collector:
 
 
 def after(job: Job) -> Callable[[JobEvent], bool]:
-    """Events of `job` newer than the row we hold: what a consumer keeps after its snapshot
-    (events committed before subscribing may still be on their way through the dispatcher)."""
+    """Events of `job` newer than the row we hold."""
     job_id, seen = job.id, job.sequence
     return lambda event: event.job_id == job_id and event.sequence > seen
 
 
-def has_event(job: Job, sequence: int) -> Callable[[list[Delivery | Resync]], bool]:
-    def done(items: list[Delivery | Resync]) -> bool:
+def has_event(job: Job, sequence: int) -> Callable[[list[Delivery | Gap]], bool]:
+    def done(items: list[Delivery | Gap]) -> bool:
         return any(
             isinstance(i, Delivery) and (i.event.job_id, i.event.sequence) == (job.id, sequence)
             for i in items
@@ -191,8 +207,16 @@ async def test_a_subscriber_receives_every_change_of_a_job_in_order_with_its_row
         assert sequences == sorted(set(sequences))
         for delivery in received:
             assert delivery.event.job_id == job.id
-            assert delivery.job is not None and delivery.job.id == job.id
-            assert delivery.job.sequence >= delivery.event.sequence
+            # The job exactly as that change left it, not as it is by the time it arrives.
+            assert delivery.job.id == job.id and delivery.job.project_name == "Project promo"
+            assert delivery.job.sequence == delivery.event.sequence
+            assert (delivery.job.status, delivery.job.progress) == (
+                delivery.event.status,
+                delivery.event.progress,
+            )
+        assert received[3].job.worker_id == worker.id and received[3].job.attempts == 1
+        assert received[2].job.worker_id is None and received[2].job.started_at is None
+        assert received[-1].job.completed_at is not None and received[-2].job.completed_at is None
         assert received[-1].job is not None and received[-1].job.status is S.COMPLETED
         assert subscription.pending == 0
     assert bus.subscriber_count == 0
@@ -236,17 +260,17 @@ async def test_a_subscriber_sees_only_the_events_it_matches(
         await everything.stop()
 
 
-# --- 3. one read per event, whatever the number of subscribers --------------------------------
+# --- 3. routing, and one read per job whatever the number of subscribers ----------------------
 
 
-async def test_the_job_is_read_once_per_event_for_200_subscribers_and_never_when_unwanted(
-    bus: EventBus, loader: CountingLoader, owner: Actor, worker: Actor
+async def test_the_job_is_read_once_for_200_subscribers_and_never_when_unwanted(
+    bus: EventBus, source: CountingSource, owner: Actor, worker: Actor
 ) -> None:
     watched = await jobs.submit_job(owner, submission("watched", priority=9))
     fence = await jobs.submit_job(owner, submission("fence", priority=1))
-    loader.calls.clear()
+    source.job_reads.clear()
 
-    subscriptions = [bus.subscribe(after(watched)) for _ in range(200)]
+    subscriptions = [bus.subscribe(after(watched), job_id=watched.id) for _ in range(200)]
     await jobs.claim_next(worker)
     await jobs.report_progress(watched.id, 30, actor=worker)
     rows: list[set[int]] = [set(), set()]
@@ -257,27 +281,72 @@ async def test_the_job_is_read_once_per_event_for_200_subscribers_and_never_when
             (K.PROGRESS, S.RENDERING, 30),
         ]
         for index, delivery in enumerate(received):
-            assert delivery.job is not None and delivery.job.id == watched.id
+            assert delivery.job.id == watched.id
             rows[index].add(id(delivery.job))
-    assert loader.calls == [watched.id, watched.id]
-    assert [len(shared) for shared in rows] == [1, 1]  # one row object, handed to all 200
+    assert source.job_reads == [[watched.id]]  # its submitted columns, once; then cached
+    assert [len(shared) for shared in rows] == [1, 1]  # one job object, handed to all 200
     for subscription in subscriptions:
         subscription.close()
     assert bus.subscriber_count == 0
 
-    # Nobody wants the watched job any more: its events cost no read at all.
-    loader.calls.clear()
-    fence_watchers = [bus.subscribe(after(fence)) for _ in range(200)]
+    # Nobody wants the watched job any more: its events cost no read of a job.
+    source.job_reads.clear()
+    fence_watchers = [bus.subscribe(after(fence), job_id=fence.id) for _ in range(200)]
     await jobs.report_progress(watched.id, 60, actor=worker)
     await jobs.complete(watched.id, actor=worker)
     await jobs.claim_next(worker)  # the fence: dispatched after the two events above
     for subscription in fence_watchers:
         assert summary(await deliveries(subscription, 1)) == [(K.STATUS_CHANGED, S.RENDERING, 0)]
         subscription.close()
-    assert loader.calls == [fence.id]
+    assert source.job_reads == [[fence.id]]
 
 
-# --- 4. slow subscribers: bounded buffers ------------------------------------------------------
+async def test_events_are_routed_by_job_and_by_owner_without_asking_other_subscribers(
+    bus: EventBus, owner: Actor, admin: Actor, worker: Actor
+) -> None:
+    asked: list[str] = []
+
+    def counting(name: str) -> Callable[[JobEvent], bool]:
+        def match(event: JobEvent) -> bool:
+            asked.append(name)
+            return True
+
+        return match
+
+    mine = await jobs.submit_job(owner, submission("mine"))
+    theirs = await jobs.submit_job(admin, submission("theirs", priority=1))
+    by_job = [bus.subscribe(counting(f"job{n}"), job_id=theirs.id) for n in range(50)]
+    by_owner = [bus.subscribe(counting(f"owner{n}"), owner_id=admin.id) for n in range(50)]
+    everything = Collector(bus.subscribe(counting("all")))
+    try:
+        # The submissions' own events may still be on their way: a change made now is
+        # dispatched after them, so once it arrived everything before it has passed.
+        fence = await jobs.set_priority(theirs.id, 2, actor=admin)
+        await everything.until(has_event(theirs, fence.sequence))
+        for subscription in by_job + by_owner:
+            await deliveries(subscription, subscription.pending)
+        asked.clear()
+        claimed = await jobs.claim_next(worker)
+        assert claimed is not None and claimed.id == mine.id
+        await everything.until(has_event(mine, claimed.sequence))
+        assert asked == ["all"]  # the owner's job is nobody else's business
+        asked.clear()
+        claimed = await jobs.claim_next(worker)
+        assert claimed is not None and claimed.id == theirs.id
+        await everything.until(has_event(theirs, claimed.sequence))
+        assert sorted(asked) == sorted(
+            ["all", *(f"job{n}" for n in range(50))] + [f"owner{n}" for n in range(50)]
+        )
+        for subscription in by_job + by_owner:
+            assert [d.event.job_id for d in await deliveries(subscription, 1)] == [theirs.id]
+    finally:
+        for subscription in by_job + by_owner:
+            subscription.close()
+        await everything.stop()
+    assert bus.subscriber_count == 0
+
+
+# --- 4. slow subscribers: bounded buffers, and a GAP instead of silence -----------------------
 
 
 async def test_a_slow_subscriber_keeps_only_the_latest_progress(
@@ -296,13 +365,16 @@ async def test_a_slow_subscriber_keeps_only_the_latest_progress(
         left = await deliveries(slow, slow.pending)
         assert left[-1].event.sequence == 1099 and left[-1].event.progress == 999 % 101
         assert [d.event.sequence for d in left] == sorted(d.event.sequence for d in left)
-        assert not slow.overflowed
+        # What a delivery stands for runs back to the first change it replaced.
+        assert left[0].first_sequence == 100
+        assert all(b.first_sequence == a.event.sequence + 1 for a, b in itertools.pairwise(left))
+        assert slow.gaps == 0
     finally:
         slow.close()
         await fast.stop()
 
 
-async def test_status_changes_are_never_dropped_a_subscriber_too_far_behind_overflows(
+async def test_a_subscriber_too_far_behind_gets_one_gap_and_keeps_receiving(
     bus: EventBus, owner: Actor
 ) -> None:
     job = await jobs.submit_job(owner, submission())
@@ -310,17 +382,19 @@ async def test_status_changes_are_never_dropped_a_subscriber_too_far_behind_over
     events = [made_up_event(job, kinds[n % 4], 100 + n, progress=n) for n in range(40)]
     slow = bus.subscribe(after(job), buffer_size=8)
     fast = Collector(bus.subscribe(after(job)))
-    assert bus.subscriber_count == 2
     try:
+        recorded = []
         for event in events:
-            await publish(bus, [event])
+            recorded += await publish(bus, [event])
         await fast.until(has_event(job, 139))
 
-        assert [d.event for d in fast.items if isinstance(d, Delivery)] == events
-        assert slow.overflowed and slow.pending == 0
-        assert bus.subscriber_count == 1
-        with pytest.raises(SubscriberOverflow, match="more than 8 events behind"):
-            await receive(slow)
+        assert [d.event for d in fast.items if isinstance(d, Delivery)] == recorded
+        # Nothing dropped in silence: a GAP first (replay from the table), then what came after.
+        first = await receive(slow)
+        assert isinstance(first, Gap) and slow.gaps >= 1
+        rest = await deliveries(slow, slow.pending)
+        assert 1 <= len(rest) <= 8 and rest[-1].event.sequence == 139
+        assert bus.subscriber_count == 2
     finally:
         slow.close()
         await fast.stop()
@@ -345,14 +419,58 @@ async def test_progress_coalesces_only_into_the_last_pending_item_of_its_job(
             await publish(bus, [event])
         await fast.until(has_event(job, 14))
         received = await deliveries(subscription, subscription.pending)
-        assert [(d.event.kind, d.event.sequence) for d in received] == [
-            (K.PROGRESS, 11),
-            (K.LOG, 12),
-            (K.PROGRESS, 14),
+        assert [(d.event.kind, d.first_sequence, d.event.sequence) for d in received] == [
+            (K.PROGRESS, 10, 11),
+            (K.LOG, 12, 12),
+            (K.PROGRESS, 13, 14),
         ]
     finally:
         subscription.close()
         await fast.stop()
+
+
+# --- 4b. a failed read loses nothing ----------------------------------------------------------
+
+
+async def test_a_failed_read_of_the_table_is_retried_and_loses_no_event(
+    bus: EventBus, source: CountingSource, owner: Actor, worker: Actor
+) -> None:
+    job = await jobs.submit_job(owner, submission())
+    async with bus.subscribe(after(job), job_id=job.id) as subscription:
+        source.failures_to_come = 3
+        await jobs.claim_next(worker)
+        await jobs.complete(job.id, actor=worker)
+        received = await deliveries(subscription, 2)
+        assert summary(received) == [
+            (K.STATUS_CHANGED, S.RENDERING, 0),
+            (K.STATUS_CHANGED, S.COMPLETED, 100),
+        ]
+        assert source.failures_to_come == 0
+
+
+async def test_an_event_committed_by_a_request_cancelled_after_its_commit_still_arrives(
+    bus: EventBus, owner: Actor, worker: Actor
+) -> None:
+    job = await jobs.submit_job(owner, submission())
+    claimed = await jobs.claim_next(worker)
+    assert claimed is not None
+    async with bus.subscribe(after(claimed), job_id=job.id) as subscription:
+        committed = asyncio.Event()
+        real_committed = bus.committed
+
+        async def cancelled_after_commit(events: Sequence[JobEvent]) -> None:
+            committed.set()
+            raise asyncio.CancelledError  # the request dies right after its transaction
+
+        bus.committed = cancelled_after_commit  # type: ignore[method-assign]
+        try:
+            with pytest.raises(asyncio.CancelledError):
+                await jobs.complete(job.id, actor=worker)
+        finally:
+            bus.committed = real_committed  # type: ignore[method-assign]
+        assert committed.is_set()
+        received = await deliveries(subscription, 1)
+        assert summary(received) == [(K.STATUS_CHANGED, S.COMPLETED, 100)]
 
 
 # --- 5. subscriptions do not leak -------------------------------------------------------------
@@ -390,7 +508,7 @@ async def test_a_forgotten_subscription_does_not_stay_registered(bus: EventBus) 
 
 
 async def test_stop_ends_every_subscription_and_is_idempotent(db: str) -> None:
-    bus = create_bus(db, CountingLoader())
+    bus = create_bus(db, CountingSource())
     await bus.start()
     subscription = bus.subscribe(lambda e: True)
     waiting = asyncio.create_task(anext(subscription))
@@ -406,20 +524,8 @@ async def test_stop_ends_every_subscription_and_is_idempotent(db: str) -> None:
 
 
 def test_the_bus_follows_the_database_url() -> None:
-    async def load(job_id: str) -> Job | None:
-        return None
-
-    assert isinstance(create_bus("sqlite://data/x.sqlite3", load), InProcessBus)
-    assert isinstance(create_bus("postgres://u@h:5432/d", load), PostgresBus)
-
-
-def test_events_travel_as_compact_json_under_the_notify_limit() -> None:
-    event = JobEvent(K.PROGRESS, "j1", "u1", S.RENDERING, None, 5, 7, utc_now())
-    assert decode(encode(event)) == event
-    assert " " not in encode(event)
-    too_big = JobEvent(K.PROGRESS, "j" * 8000, "u1", S.RENDERING, None, 5, 7, utc_now())
-    with pytest.raises(ValueError, match="8000"):
-        encode(too_big)
+    assert isinstance(create_bus("sqlite://data/x.sqlite3"), InProcessBus)
+    assert isinstance(create_bus("postgres://u@h:5432/d"), PostgresBus)
 
 
 def test_the_listen_connection_url_drops_tortoise_pool_options() -> None:
@@ -440,7 +546,10 @@ async def test_a_rolled_back_change_notifies_nobody_a_committed_one_does(
     async with bus.subscribe(after(job)) as subscription:
         with pytest.raises(RuntimeError, match="roll back"):
             async with in_transaction() as connection:
-                await bus.stage(connection, [made_up_event(job, K.STATUS_CHANGED, 50)])
+                recorded = await event_store.record(
+                    connection, [made_up_event(job, K.STATUS_CHANGED, 50)]
+                )
+                await bus.stage(connection, recorded)
                 raise RuntimeError("roll back")
         await publish(bus, [made_up_event(job, K.STATUS_CHANGED, 51)])
         received = await deliveries(subscription, 1)
@@ -454,8 +563,8 @@ async def test_another_process_receives_the_events(
 ) -> None:
     if backend != "postgres":
         pytest.skip(POSTGRES_ONLY)
-    other_loader = CountingLoader()
-    other = PostgresBus(db, other_loader)
+    other_source = CountingSource()
+    other = PostgresBus(db, other_source)
     await other.start()
     try:
         async with other.subscribe(lambda e: e.user_id == owner.id) as subscription:
@@ -468,8 +577,8 @@ async def test_another_process_receives_the_events(
                 (K.STATUS_CHANGED, S.QUEUED, 0),
                 (K.STATUS_CHANGED, S.RENDERING, 0),
             ]
-            assert all(d.job is not None and d.job.id == job.id for d in received)
-            assert other_loader.calls == [job.id] * 4
+            assert all(d.job.id == job.id for d in received)
+            assert other_source.job_reads == [[job.id]]
     finally:
         await other.stop()
 
@@ -482,7 +591,7 @@ async def test_a_malformed_notification_is_skipped(
     assert isinstance(bus, PostgresBus)
     job = await jobs.submit_job(owner, submission())
     async with bus.subscribe(after(job)) as subscription:
-        for junk in ("not json", "[1, 2]", '{"kind": "EXPLODED"}'):
+        for junk in ("not json", "[1, 2]", '{"kind": "EXPLODED"}', "{"):
             await connections.get("default").execute_query(
                 "SELECT pg_notify($1, $2)", [bus.channel, junk]
             )
@@ -490,7 +599,7 @@ async def test_a_malformed_notification_is_skipped(
         assert [d.event.sequence for d in await deliveries(subscription, 1)] == [60]
 
 
-async def test_after_the_listen_connection_is_killed_subscribers_resync_then_receive(
+async def test_what_commits_while_the_listen_connection_is_down_arrives_after_it_is_back(
     bus: EventBus, backend: str, owner: Actor
 ) -> None:
     if backend != "postgres":
@@ -501,13 +610,15 @@ async def test_after_the_listen_connection_is_killed_subscribers_resync_then_rec
     killed = bus.listen_backend_pid
     assert killed is not None
     await connections.get("default").execute_query("SELECT pg_terminate_backend($1)", [killed])
+    # Committed while nobody listens: its notification is gone, the table keeps it.
+    await publish(bus, [made_up_event(job, K.STATUS_CHANGED, 70)])
 
     for subscription in subscriptions:
-        assert isinstance(await receive(subscription), Resync)
-    assert bus.listen_backend_pid not in (None, killed)
-    await publish(bus, [made_up_event(job, K.STATUS_CHANGED, 70)])
-    for subscription in subscriptions:
         assert [d.event.sequence for d in await deliveries(subscription, 1)] == [70]
+    assert bus.listen_backend_pid not in (None, killed)
+    await publish(bus, [made_up_event(job, K.STATUS_CHANGED, 71)])
+    for subscription in subscriptions:
+        assert [d.event.sequence for d in await deliveries(subscription, 1)] == [71]
         subscription.close()
 
 
@@ -533,7 +644,6 @@ async def test_the_listen_connection_comes_back_once_the_database_accepts_connec
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await admin.close()
-    assert isinstance(await receive(subscription), Resync)
     await publish(bus, [made_up_event(job, K.LOG, 80)])
     assert [d.event.sequence for d in await deliveries(subscription, 1)] == [80]
     subscription.close()

@@ -26,7 +26,6 @@ from tortoise.context import TortoiseContext
 from domain.events import JobEventKind
 from domain.policy import Actor
 from domain.status import JobStatus
-from models import Job
 from models.config import asyncpg_connect_args, asyncpg_dsn, tortoise_config
 from service import jobs
 from service.bus import PostgresBus, create_bus
@@ -347,10 +346,7 @@ async def test_the_listen_bus_delivers_with_pool_options(
     use case's transaction NOTIFYed."""
     url = db + POOL_OPTIONS + "&application_name=not-the-bus"
 
-    async def load(job_id: str) -> Job | None:
-        return await Job.get_or_none(id=job_id)
-
-    bus = create_bus(url, load)
+    bus = create_bus(url)
     assert isinstance(bus, PostgresBus)
     await bus.start()
     previous = set_publisher(bus)

@@ -61,7 +61,7 @@ async def transition(
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         return [await jobs._move(connection, job, target, now, reason=reason, worker_id=worker_id)]
 
-    return await jobs._run(job_id, None, steps)
+    return await jobs._run(job_id, None, steps, None)
 
 
 async def row(job_id: str) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""Migration 1 applied to a database that already holds jobs (as a studio upgrading would): each
-job's old log text becomes its log, RENDERING jobs get a lease the sweeper can act on, and the
-new columns have their defaults. Run on the backend of the session, on a database of its own."""
+"""Migrations applied to a database that already holds jobs (as a studio upgrading would).
+Migration 1: each job's old log text becomes its log, RENDERING jobs get a lease the sweeper can
+act on, and the new columns have their defaults. Migration 2: the log lines get their job's
+sequence and the job_events table starts empty. Run on the backend of the session, on a
+database of its own."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from models.config import APP_LABEL, tortoise_config
 from tests.databases import fresh_postgres_database, postgres_server_url, selected_backend
 
 INIT = "0_20261128133505_init.py"
+QUEUE_CORE = "1_20261128204306_queue_core.py"
+JOB_EVENTS = "2_20261128233947_job_events.py"
 USER = ("u1", "ada@example.com", "Ada", "USER", "h" * 64, True)
 OLD_JOBS = [
     # id, status, logs, started_at
@@ -44,18 +48,23 @@ async def empty_database(tmp_path: Path) -> AsyncIterator[str]:
         yield url
 
 
-async def apply_init_only(url: str, tmp_path: Path) -> None:
+async def apply_only(url: str, tmp_path: Path, names: list[str]) -> None:
+    """Applies the named migrations (the first ones, in order) and none of the later ones."""
     location = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_LOCATION, location)
     for later in (location / "models").glob("*.py"):
-        if later.name != INIT:
+        if later.name not in names:
             later.unlink()
     async with TortoiseContext():
         command = Command(
             tortoise_config=tortoise_config(url), app=APP_LABEL, location=str(location)
         )
         await command.init()
-        assert await command.upgrade(run_in_transaction=True) == [INIT]
+        assert await command.upgrade(run_in_transaction=True) == names
+
+
+async def apply_init_only(url: str, tmp_path: Path) -> None:
+    await apply_only(url, tmp_path, [INIT])
 
 
 INSERT_USER = (
@@ -115,7 +124,7 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
             [(INSERT_USER, list(USER))] + [(INSERT_JOB, job_values(job)) for job in OLD_JOBS],
         )
 
-        assert await apply_migrations(url) == ["1_20261128204306_queue_core.py"]
+        assert await apply_migrations(url) == [QUEUE_CORE, JOB_EVENTS]
 
         jobs, lines = await run_sql(
             url,
@@ -144,3 +153,58 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
         assert row["size"] == len(row["line"].encode()) + 1
         assert by_id[row["job_id"]]["log_bytes"] == row["size"]
     assert by_id["j-queued"]["log_bytes"] == 0
+
+
+# The jobs table as migration 1 left it (no logs column).
+INSERT_JOB_V1 = (
+    'INSERT INTO "jobs" (id, user_id, project_name, output_name, template_path, data_path, '
+    "output_path, status, priority, progress, queued_at, sequence, created_at, updated_at) "
+    "VALUES ({marks})"
+)
+INSERT_LINE = 'INSERT INTO "job_log_lines" (job_id, line, size) VALUES ({marks})'
+INSERT_EVENT = (
+    'INSERT INTO "job_events" (job_id, sequence, kind, previous_status, status, progress, '
+    "owner_id, worker_id, actor_id, duty, reason, state, at) VALUES ({marks})"
+)
+SEQUENCES = {"j-rendering": 4, "j-done": 9}
+LINES = [("j-rendering", "[t] frame 1"), ("j-rendering", "[t] frame 2"), ("j-done", "[t] ok")]
+EVENT = ["j-done", 10, "STATUS_CHANGED", "RENDERING", "COMPLETED", 100, "u1", None, None,
+         "sweeper", None, "{}", "2026-01-01 00:10:00+00:00"]  # fmt: skip
+
+
+def job_v1_values(job_id: str, sequence: int) -> list[Any]:
+    stamp = "2026-01-01 00:00:00+00:00"
+    return [job_id, "u1", "Promo", "promo.mp4", "/t.aep", "/d.json", "/o.mp4", "RENDERING", 5,
+            10, stamp, sequence, stamp, stamp]  # fmt: skip
+
+
+async def test_migration_2_gives_log_lines_their_jobs_sequence_and_starts_no_history(
+    tmp_path: Path,
+) -> None:
+    async with empty_database(tmp_path) as url:
+        await apply_only(url, tmp_path, [INIT, QUEUE_CORE])
+        await run_sql(
+            url,
+            [(INSERT_USER, list(USER))]
+            + [(INSERT_JOB_V1, job_v1_values(job_id, seq)) for job_id, seq in SEQUENCES.items()]
+            + [(INSERT_LINE, [job_id, line, len(line) + 1]) for job_id, line in LINES],
+        )
+
+        assert await apply_migrations(url) == [JOB_EVENTS]
+
+        events_before, lines, _, events_after = await run_sql(
+            url,
+            [
+                ('SELECT COUNT(*) AS n FROM "job_events"', []),
+                ('SELECT job_id, line, sequence FROM "job_log_lines" ORDER BY id', []),
+                (INSERT_EVENT, EVENT),
+                ('SELECT id, job_id, sequence, kind, duty, state FROM "job_events"', []),
+            ],
+        )
+    assert events_before == [{"n": 0}]
+    assert [(row["job_id"], row["line"]) for row in lines] == LINES
+    assert [row["sequence"] for row in lines] == [SEQUENCES[job_id] for job_id, _ in LINES]
+    [event] = events_after
+    assert isinstance(event["id"], int) and event["id"] >= 1
+    assert (event["job_id"], event["sequence"], event["kind"]) == ("j-done", 10, "STATUS_CHANGED")
+    assert (event["duty"], event["state"]) == ("sweeper", "{}")

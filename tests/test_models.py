@@ -250,4 +250,5 @@ async def test_the_migration_is_recorded(db: str) -> None:
     assert [row["version"] for row in rows] == [
         "0_20261128133505_init.py",
         "1_20261128204306_queue_core.py",
+        "2_20261128233947_job_events.py",
     ]

@@ -149,7 +149,7 @@ async def test_a_worker_that_keeps_reporting_is_never_swept(
 async def test_a_jobupdated_subscriber_sees_each_step_of_a_stall(
     owner: Actor, worker: Actor, stall_timeout: float, db: str
 ) -> None:
-    bus = create_bus(db, job_store.read_row)
+    bus = create_bus(db)
     await bus.start()
     previous = set_publisher(bus)
     try:

@@ -12,7 +12,7 @@ import pytest
 from domain.errors import NotFound
 from domain.status import JobStatus
 from models import Job, User
-from service import job_store, jobs
+from service import jobs
 from service.bus import EventBus, create_bus
 from service.events import set_publisher
 from service.live import follow_events, follow_job
@@ -33,7 +33,7 @@ class World:
 
 @pytest.fixture
 async def bus(db: str) -> AsyncIterator[EventBus]:
-    live_bus = create_bus(db, job_store.read_row)
+    live_bus = create_bus(db)
     await live_bus.start()
     previous = set_publisher(live_bus)
     yield live_bus

@@ -1,8 +1,12 @@
-"""What both buses share: the subscriber registry and one ordered dispatcher per process.
+"""What both buses share: the subscriber registry and one dispatcher per process that reads the
+job_events table in commit order.
 
-The dispatcher takes incoming events in order of arrival, reads each job once (only when a
-subscriber wants the event) and pushes one Delivery into every matching subscriber's buffer.
-Pushing never waits, so a slow subscriber never slows the publisher or the others.
+The buses only say "there is something new" (a poke). The dispatcher then reads every event
+after the last position it handled, in batches, so an event can be late but never lost: a
+missed notification, a lost LISTEN connection or a failed read (retried with backoff) all end in
+the same read. For each batch it builds each wanted event's job (as that change left it) once,
+and routes the event by job id, by owner and to the subscribers of everything through
+dictionaries, pushing one Delivery into each matching buffer without waiting.
 """
 
 from __future__ import annotations
@@ -11,8 +15,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -20,15 +23,18 @@ from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
 from models import Job
-from service.bus.subscription import RESYNC, Delivery, Match, Resync, Subscription
+from service.bus.subscription import Delivery, Match, Subscription
 
 logger = logging.getLogger(__name__)
 
-JobLoader = Callable[[str], Awaitable[Job | None]]
-
 DEFAULT_BUFFER_SIZE = 256
-# Events waiting for the dispatcher; beyond this it drops them and tells everyone to Resync.
-DEFAULT_MAX_BACKLOG = 10_000
+# Events one read of the table hands the dispatcher.
+DISPATCH_BATCH = 500
+# Without a poke, the dispatcher still looks this often (a notification is never all it has).
+DEFAULT_POLL_INTERVAL = 2.0
+# After a failed read, the dispatcher tries again after this, doubling up to the maximum.
+RETRY_INITIAL = 0.05
+RETRY_MAX = 5.0
 
 
 @dataclass(frozen=True)
@@ -39,13 +45,20 @@ class Revocation:
     user_id: str
 
 
-# Told of revocations, and (user_id None) of a Resync: notices may have been lost, so whoever
-# keeps connections checks them all again.
+# Told of revocations, and (user_id None) when notices may have been lost: whoever keeps
+# connections then checks them all again.
 RevocationListener = Callable[[str | None], None]
 
-# What the dispatcher takes: an event, a raw payload for `decode`, a revocation, or a Resync
-# for everyone.
-Incoming = JobEvent | str | Resync | Revocation
+
+class EventSource(Protocol):
+    """Where the dispatcher reads committed events and the jobs they leave."""
+
+    async def latest_position(self) -> int: ...
+
+    async def events_after(self, position: int, limit: int) -> list[JobEvent]: ...
+
+    async def jobs_at(self, events: Sequence[JobEvent]) -> dict[int, Job]:
+        """Each event's job as its change left it, by the event's position."""
 
 
 @runtime_checkable
@@ -53,7 +66,7 @@ class EventBus(Protocol):
     """An EventPublisher (stage/committed) that subscribers can listen to."""
 
     async def stage(self, connection: BaseDBAsyncClient, events: Sequence[JobEvent]) -> None:
-        """Called inside the change's transaction."""
+        """Called inside the change's transaction, after its events were recorded."""
 
     async def committed(self, events: Sequence[JobEvent]) -> None:
         """Called after the transaction committed."""
@@ -72,7 +85,12 @@ class EventBus(Protocol):
         """Closes every subscription (and the LISTEN connection); idempotent."""
 
     def subscribe(
-        self, match: Match, *, buffer_size: int = DEFAULT_BUFFER_SIZE
+        self,
+        match: Match,
+        *,
+        job_id: str | None = None,
+        owner_id: str | None = None,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
     ) -> Subscription: ...
 
     @property
@@ -80,15 +98,20 @@ class EventBus(Protocol):
 
 
 class BusCore:
-    """Registry + dispatcher. Subclasses feed `_enqueue` and implement stage/committed."""
+    """Registry + dispatcher. Subclasses poke it (`_poke`) and implement stage/committed."""
 
-    def __init__(self, load_job: JobLoader, *, max_backlog: int = DEFAULT_MAX_BACKLOG) -> None:
-        self._load_job = load_job
-        self._max_backlog = max_backlog
+    def __init__(
+        self, source: EventSource, *, poll_interval: float = DEFAULT_POLL_INTERVAL
+    ) -> None:
+        self._source = source
+        self._poll_interval = poll_interval
         # Weak: a subscription nobody holds any more disappears by itself.
-        self._subscriptions: weakref.WeakSet[Subscription] = weakref.WeakSet()
-        self._backlog: deque[Incoming] = deque()
-        self._backlog_ready = asyncio.Event()
+        self._all: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._by_job: dict[str, weakref.WeakSet[Subscription]] = {}
+        self._by_owner: dict[str, weakref.WeakSet[Subscription]] = {}
+        self._everything: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._poked = asyncio.Event()
+        self._position: int | None = None
         self._dispatcher: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
@@ -96,18 +119,48 @@ class BusCore:
 
     @property
     def subscriber_count(self) -> int:
-        return len(self._subscriptions)
+        return len(self._all)
+
+    @property
+    def position(self) -> int | None:
+        """The last event this process has dispatched (None until it knows)."""
+        return self._position
 
     def on_revocation(self, listener: RevocationListener) -> None:
         """Calls `listener(user_id)` for every revocation, from any process, and
-        `listener(None)` after a Resync."""
+        `listener(None)` when notices may have been lost."""
         self._revocation_listeners.append(listener)
 
-    def subscribe(self, match: Match, *, buffer_size: int = DEFAULT_BUFFER_SIZE) -> Subscription:
+    def subscribe(
+        self,
+        match: Match,
+        *,
+        job_id: str | None = None,
+        owner_id: str | None = None,
+        buffer_size: int = DEFAULT_BUFFER_SIZE,
+    ) -> Subscription:
+        """Events `match` accepts, among those of `job_id` (when given), else of `owner_id`'s
+        jobs (when given), else of every job."""
         if self._stopped:
             raise RuntimeError("The event bus is stopped; nothing would ever arrive.")
-        subscription = Subscription(match, buffer_size, self._subscriptions.discard)
-        self._subscriptions.add(subscription)
+        if job_id is not None:
+            bucket = self._by_job.setdefault(job_id, weakref.WeakSet())
+            key, index = job_id, self._by_job
+        elif owner_id is not None:
+            bucket = self._by_owner.setdefault(owner_id, weakref.WeakSet())
+            key, index = owner_id, self._by_owner
+        else:
+            bucket, key, index = self._everything, None, None
+
+        def unregister(subscription: Subscription) -> None:
+            self._all.discard(subscription)
+            bucket.discard(subscription)
+            if index is not None and key is not None and not bucket and index.get(key) is bucket:
+                del index[key]
+
+        subscription = Subscription(match, buffer_size, unregister)
+        self._all.add(subscription)
+        bucket.add(subscription)
         return subscription
 
     async def start(self) -> None:
@@ -116,6 +169,10 @@ class BusCore:
         if self._stopped:
             raise RuntimeError("A stopped event bus cannot start again; create a new one.")
         self._started = True
+        try:
+            self._position = await self._source.latest_position()
+        except Exception as error:
+            logger.warning("Cannot read the event position yet (%r); retrying", error)
         self._dispatcher = asyncio.create_task(self._dispatch_forever(), name="event-bus-dispatch")
 
     async def stop(self) -> None:
@@ -127,26 +184,13 @@ class BusCore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher
             self._dispatcher = None
-        self._backlog.clear()
-        for subscription in list(self._subscriptions):
+        for subscription in list(self._all):
             subscription.close()
 
-    def _enqueue(self, item: Incoming) -> None:
-        """Never waits. Before start(), items wait for it; after stop(), they are dropped."""
-        if self._stopped:
-            return
-        if len(self._backlog) >= self._max_backlog:
-            logger.warning(
-                "Event dispatch fell %d events behind: dropping them, subscribers resync",
-                len(self._backlog),
-            )
-            self._backlog.clear()
-            self._backlog.append(RESYNC)
-        self._backlog.append(item)
-        self._backlog_ready.set()
-
-    def _decode(self, payload: str) -> JobEvent | Revocation:
-        raise NotImplementedError(f"{type(self).__name__} does not take raw payloads")
+    def _poke(self) -> None:
+        """Something new may have committed: the dispatcher reads the table again. Never
+        waits."""
+        self._poked.set()
 
     def _tell_revocation(self, user_id: str | None) -> None:
         for listener in list(self._revocation_listeners):
@@ -156,45 +200,67 @@ class BusCore:
                 logger.exception("A revocation listener failed on %s", user_id)
 
     async def _dispatch_forever(self) -> None:
+        delay = RETRY_INITIAL
         while True:
-            while not self._backlog:
-                self._backlog_ready.clear()
-                await self._backlog_ready.wait()
-            item = self._backlog.popleft()
+            self._poked.clear()
             try:
-                await self._dispatch(item)
+                await self._catch_up()
+                delay = RETRY_INITIAL
             except Exception:
-                logger.exception("Could not dispatch %r; skipped", item)
+                logger.exception("Reading events failed; trying again in %.2f s", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_interval):
+                    await self._poked.wait()
 
-    async def _dispatch(self, item: Incoming) -> None:
-        if isinstance(item, Resync):
-            for subscription in list(self._subscriptions):
-                subscription.push_resync()
-            self._tell_revocation(None)
-            return
-        if isinstance(item, str):
-            try:
-                decoded = self._decode(item)
-            except Exception:
-                logger.exception("Malformed event payload skipped: %.200r", item)
+    async def _catch_up(self) -> None:
+        """Dispatches every event after the current position. A read that fails leaves the
+        position where it was, so the next try reads the same events again."""
+        if self._position is None:
+            self._position = await self._source.latest_position()
+            # Subscribers that came before the bus knew where it stood may have missed events.
+            for subscription in list(self._all):
+                subscription.push_gap()
+        while True:
+            events = await self._source.events_after(self._position, DISPATCH_BATCH)
+            if not events:
                 return
-        else:
-            decoded = item
-        if isinstance(decoded, Revocation):
-            self._tell_revocation(decoded.user_id)
+            await self._dispatch(events)
+            last = events[-1].position
+            assert last is not None
+            self._position = last
+            if len(events) < DISPATCH_BATCH:
+                return
+
+    async def _dispatch(self, events: Sequence[JobEvent]) -> None:
+        wanted = [(event, subscribers) for event in events if (subscribers := self._route(event))]
+        if not wanted:
             return
-        event = decoded
-        subscribers = [s for s in list(self._subscriptions) if _wants(s, event)]
-        if not subscribers:
-            return
-        try:
-            job = await self._load_job(event.job_id)
-        except Exception:
-            logger.exception("Could not read job %s for its event; delivered without it", event)
-            job = None
-        delivery = Delivery(event, job)
-        for subscription in subscribers:
-            subscription.push(delivery)
+        jobs = await self._source.jobs_at([event for event, _ in wanted])
+        for event, subscribers in wanted:
+            job = jobs.get(event.position or 0)
+            if job is None:
+                logger.error("The job of event %s is gone; its subscribers replay", event.position)
+                for subscription in subscribers:
+                    subscription.push_gap()
+                continue
+            delivery = Delivery(event, job, event.sequence)
+            for subscription in subscribers:
+                subscription.push(delivery)
+
+    def _route(self, event: JobEvent) -> list[Subscription]:
+        candidates: list[Subscription] = list(self._everything)
+        for index, key in ((self._by_job, event.job_id), (self._by_owner, event.user_id)):
+            bucket = index.get(key)
+            if bucket is None:
+                continue
+            if bucket:
+                candidates.extend(bucket)
+            else:  # its subscriptions were forgotten without being closed
+                del index[key]
+        return [subscription for subscription in candidates if _wants(subscription, event)]
 
 
 def _wants(subscription: Subscription, event: JobEvent) -> bool:

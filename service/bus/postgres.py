@@ -1,9 +1,13 @@
-"""The bus for any number of processes on one PostgreSQL database: NOTIFY inside the change's
-transaction (delivered at commit, never after a rollback), one LISTEN connection per process.
+"""The bus for any number of processes on one PostgreSQL database: one NOTIFY inside each
+change's transaction (delivered at commit, never after a rollback), one LISTEN connection per
+process.
 
-The LISTEN connection does not reconnect by itself and notifications sent while it is down
-are gone: a supervisor task watches it, reconnects with backoff, and then sends every
-subscription a Resync so consumers re-read the current state.
+A notification only pokes the dispatcher, which reads the events from the job_events table; the
+table, not the notification, is what is delivered. So when the LISTEN connection is lost (it
+does not reconnect by itself, and notifications sent while it is down are gone), a supervisor
+reconnects it with backoff and pokes the dispatcher, which reads whatever committed meanwhile.
+Revocation notices travel on the same channel; after a reconnect every connection's user is
+checked again, since a notice may have been lost.
 """
 
 from __future__ import annotations
@@ -19,35 +23,28 @@ from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
 from models.config import asyncpg_connect_args, asyncpg_dsn
-from service.bus.core import DEFAULT_MAX_BACKLOG, BusCore, JobLoader, Revocation
-from service.bus.subscription import RESYNC
+from service.bus.core import DEFAULT_POLL_INTERVAL, BusCore, EventSource
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHANNEL = "rendertrack_job_events"
 APPLICATION_NAME = "rendertrack-event-bus"
-MAX_PAYLOAD_BYTES = 8000
+# What a change's notification says: read the table.
+EVENTS_PAYLOAD = "events"
 
 
-def encode(event: JobEvent) -> str:
-    """Compact JSON of the event, checked against NOTIFY's payload limit."""
-    payload = json.dumps(event.to_wire(), separators=(",", ":"))
-    size = len(payload.encode("utf-8"))
-    if size >= MAX_PAYLOAD_BYTES:
-        raise ValueError(
-            f"Event payload for job {event.job_id} is {size} bytes; "
-            f"PostgreSQL NOTIFY takes less than {MAX_PAYLOAD_BYTES}"
-        )
-    return payload
+def revocation_payload(user_id: str) -> str:
+    return json.dumps({"revoked": user_id}, separators=(",", ":"))
 
 
-def decode(payload: str) -> JobEvent | Revocation:
+def revoked_user(payload: str) -> str | None:
+    """The user a revocation notice names; None for any other payload."""
+    if not payload.startswith("{"):
+        return None
     data = json.loads(payload)
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    if "revoked" in data:
-        return Revocation(str(data["revoked"]))
-    return JobEvent.from_wire(data)
+    if not isinstance(data, dict) or not isinstance(data.get("revoked"), str):
+        raise ValueError(f"not a revocation notice: {payload[:200]!r}")
+    return data["revoked"]
 
 
 def listen_dsn(database_url: str) -> str:
@@ -60,16 +57,16 @@ class PostgresBus(BusCore):
     def __init__(
         self,
         dsn: str,
-        load_job: JobLoader,
+        source: EventSource,
         *,
         channel: str = DEFAULT_CHANNEL,
         initial_backoff: float = 0.1,
         max_backoff: float = 5.0,
         health_check_interval: float = 1.0,
         connect_timeout: float = 5.0,
-        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
-        super().__init__(load_job, max_backlog=max_backlog)
+        super().__init__(source, poll_interval=poll_interval)
         # The application's URL read once, as Tortoise reads it; a bad option is refused here.
         self._connect_args = asyncpg_connect_args(dsn)
         self._channel = channel
@@ -94,19 +91,20 @@ class PostgresBus(BusCore):
         return connection.get_server_pid()
 
     async def stage(self, connection: BaseDBAsyncClient, events: Sequence[JobEvent]) -> None:
-        """NOTIFY through the transaction's own connection: sent exactly at commit."""
-        for event in events:
+        """One NOTIFY through the transaction's own connection: sent exactly at commit."""
+        if events:
             await connection.execute_query(
-                "SELECT pg_notify($1, $2)", [self._channel, encode(event)]
+                "SELECT pg_notify($1, $2)", [self._channel, EVENTS_PAYLOAD]
             )
 
     async def committed(self, events: Sequence[JobEvent]) -> None:
-        """Nothing: the events come back through LISTEN, here and in every other process."""
+        """Nothing: the notification comes back through LISTEN, here and in every process."""
         return None
 
     async def stage_revocation(self, connection: BaseDBAsyncClient, user_id: str) -> None:
-        payload = json.dumps({"revoked": user_id}, separators=(",", ":"))
-        await connection.execute_query("SELECT pg_notify($1, $2)", [self._channel, payload])
+        await connection.execute_query(
+            "SELECT pg_notify($1, $2)", [self._channel, revocation_payload(user_id)]
+        )
 
     async def revocation_committed(self, user_id: str) -> None:
         """Nothing: the notice comes back through LISTEN, here and in every other process."""
@@ -159,17 +157,24 @@ class PostgresBus(BusCore):
     def _on_notification(
         self, connection: asyncpg.Connection, pid: int, channel: str, payload: str
     ) -> None:
-        # asyncpg's callback: only queue it, the dispatcher task does the rest in order.
-        self._enqueue(payload)
-
-    def _decode(self, payload: str) -> JobEvent | Revocation:
-        return decode(payload)
+        try:
+            user_id = revoked_user(payload)
+        except ValueError:
+            logger.exception("Malformed notification on %s skipped", self._channel)
+            return
+        if user_id is None:
+            self._poke()
+        else:
+            self._tell_revocation(user_id)
 
     async def _supervise(self) -> None:
         while True:
             if self._connection is None:
                 self._connection = await self._reconnect()
-                self._enqueue(RESYNC)
+                # What committed while nobody listened is in the table; revocation notices
+                # may be lost, so every connection is checked again.
+                self._poke()
+                self._tell_revocation(None)
             await self._until_lost()
             logger.warning("LISTEN connection on %s lost; reconnecting", self._channel)
             await self._close_connection()

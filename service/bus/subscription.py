@@ -1,7 +1,9 @@
 """One subscriber's view of the bus: a bounded buffer the bus pushes into without waiting.
 
-Progress coalesces (the latest wins, in place); anything else that does not fit ends the
-subscription with SubscriberOverflow instead of being dropped silently.
+Progress coalesces (the latest wins, in place). When anything else does not fit, the buffer is
+emptied and replaced by one GAP: the consumer replays what it missed from the job_events table,
+after the last event it handled, and then goes on with what arrives. Nothing is skipped in
+silence, and a slow consumer costs the bus one bounded buffer.
 """
 
 from __future__ import annotations
@@ -20,33 +22,24 @@ Match = Callable[[JobEvent], bool]
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A committed change and the job row as the bus read it once the change was dispatched
-    (at least as new as the event; None when the row is gone or could not be read)."""
+    """A committed change and the job exactly as that change left it. `first_sequence` is the
+    oldest change of the job it stands for: progress coalesces, so one delivery may stand for
+    several PROGRESS changes (first_sequence .. event.sequence)."""
 
     event: JobEvent
-    job: Job | None
+    job: Job
+    first_sequence: int
 
 
 @dataclass(frozen=True, slots=True)
-class Resync:
-    """Events may have been lost (the bus lost its connection, or fell behind): re-read the
-    state you show (e.g. send a fresh SNAPSHOT) before trusting the next deliveries."""
+class Gap:
+    """Deliveries were dropped (the subscriber fell behind, or the bus started late): replay
+    from the table after the last event you handled before trusting the next deliveries."""
 
 
-RESYNC = Resync()
+GAP = Gap()
 
-Item = Delivery | Resync
-
-
-class SubscriberOverflow(Exception):
-    """The subscriber fell too far behind; its subscription is closed."""
-
-    def __init__(self, buffer_size: int) -> None:
-        super().__init__(
-            f"Subscriber fell more than {buffer_size} events behind and was dropped; "
-            "subscribe again and re-read the current state."
-        )
-        self.buffer_size = buffer_size
+Item = Delivery | Gap
 
 
 class _Slot:
@@ -59,9 +52,8 @@ class _Slot:
 
 
 class Subscription:
-    """An async iterator of Delivery | Resync. Close it (or leave `async with`) when done:
-    it unregisters at once. Iteration ends after close(); it raises SubscriberOverflow once
-    the subscriber fell more than `buffer_size` items behind."""
+    """An async iterator of Delivery | Gap. Close it (or leave `async with`) when done: it
+    unregisters at once. Iteration ends after close()."""
 
     def __init__(
         self, match: Match, buffer_size: int, unregister: Callable[[Subscription], None]
@@ -75,15 +67,11 @@ class Subscription:
         self._last_slot_of_job: dict[str, _Slot] = {}
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._overflowed = False
+        self.gaps = 0  # how many times deliveries were dropped for a GAP
 
     @property
     def closed(self) -> bool:
         return self._closed
-
-    @property
-    def overflowed(self) -> bool:
-        return self._overflowed
 
     @property
     def pending(self) -> int:
@@ -93,7 +81,7 @@ class Subscription:
         return not self._closed and self._match(event)
 
     def push(self, delivery: Delivery) -> None:
-        """Never waits: coalesces, appends, or overflows."""
+        """Never waits: coalesces, appends, or drops everything pending for a GAP."""
         if self._closed:
             return
         event = delivery.event
@@ -104,28 +92,23 @@ class Subscription:
             and isinstance(last.item, Delivery)
             and last.item.event.kind is JobEventKind.PROGRESS
         ):
-            last.item = delivery
+            last.item = Delivery(event, delivery.job, last.item.first_sequence)
             return
         if len(self._slots) >= self.buffer_size:
-            self._overflow()
-            return
+            self.push_gap()
         slot = _Slot(delivery)
         self._slots.append(slot)
         self._last_slot_of_job[event.job_id] = slot
         self._wake()
 
-    def push_resync(self) -> None:
-        """A Resync supersedes whatever is pending, so it always fits: a full buffer is
-        replaced by it (the consumer re-reads the state anyway)."""
+    def push_gap(self) -> None:
+        """Drops what is pending: the consumer replays it from the table."""
         if self._closed:
             return
-        # Nothing coalesces across a Resync: later progress must stay after it.
         self._last_slot_of_job.clear()
-        if self._slots and isinstance(self._slots[-1].item, Resync):
-            return
-        if len(self._slots) >= self.buffer_size:
-            self._slots.clear()
-        self._slots.append(_Slot(RESYNC))
+        self._slots.clear()
+        self._slots.append(_Slot(GAP))
+        self.gaps += 1
         self._wake()
 
     def close(self) -> None:
@@ -138,10 +121,6 @@ class Subscription:
         self._unregister(self)
         self._wake()
 
-    def _overflow(self) -> None:
-        self._overflowed = True
-        self.close()
-
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -152,8 +131,6 @@ class Subscription:
 
     async def __anext__(self) -> Item:
         while True:
-            if self._overflowed:
-                raise SubscriberOverflow(self.buffer_size)
             if self._slots:
                 slot = self._slots.popleft()
                 item = slot.item
