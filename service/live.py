@@ -174,9 +174,9 @@ async def _replay_job(
     base: Job | None = None
     while True:
         events = await event_store.job_events(job_id, after_sequence, REPLAY_BATCH)
-        if not events:
-            return
-        if events[0].sequence != after_sequence + 1:
+        if not events and after_sequence >= seen_at:
+            return  # nothing was missed
+        if not events or events[0].sequence != after_sequence + 1:
             yield await _snapshot(actor, job_id)
             return
         if base is None:

@@ -615,7 +615,9 @@ async def test_what_commits_while_the_listen_connection_is_down_arrives_after_it
 
     for subscription in subscriptions:
         assert [d.event.sequence for d in await deliveries(subscription, 1)] == [70]
-    assert bus.listen_backend_pid not in (None, killed)
+    async with asyncio.timeout(WAIT):  # the LISTEN connection comes back
+        while bus.listen_backend_pid in (None, killed):
+            await asyncio.sleep(0.05)
     await publish(bus, [made_up_event(job, K.STATUS_CHANGED, 71)])
     for subscription in subscriptions:
         assert [d.event.sequence for d in await deliveries(subscription, 1)] == [71]
@@ -640,10 +642,18 @@ async def test_the_listen_connection_comes_back_once_the_database_accepts_connec
             await asyncio.sleep(0.5)  # a few refused reconnects, backing off
             assert bus.listen_backend_pid is None
             assert subscription.pending == 0
+            # Nobody listens: the change still arrives, read from the table (the pool's open
+            # connections still work).
+            await publish(bus, [made_up_event(job, K.LOG, 79)])
+            assert [d.event.sequence for d in await deliveries(subscription, 1)] == [79]
+            assert bus.listen_backend_pid is None
         finally:
             await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     finally:
         await admin.close()
+    async with asyncio.timeout(WAIT):
+        while bus.listen_backend_pid is None:
+            await asyncio.sleep(0.05)
     await publish(bus, [made_up_event(job, K.LOG, 80)])
     assert [d.event.sequence for d in await deliveries(subscription, 1)] == [80]
     subscription.close()

@@ -16,7 +16,7 @@ from domain.events import JobEvent
 from domain.policy import Actor
 from domain.status import JobStatus
 from domain.validation import JobSubmission
-from models import Job
+from models import Job, JobEventRecord
 from service import event_store, jobs, live
 from service.bus import EventBus, TableSource, create_bus
 from service.events import set_publisher
@@ -307,3 +307,27 @@ async def test_a_stream_never_delivers_the_same_change_twice_nor_skips_one(
     final = (await Job.get(id=job.id)).sequence
     for seen in results[1:]:
         assert seen == list(range(seen[0], final + 1)), seen
+
+
+async def test_a_resume_into_history_that_is_no_longer_kept_gets_a_snapshot(
+    failing_bus: tuple[EventBus, FailingSource], owner: Actor, worker: Actor
+) -> None:
+    bus, _ = failing_bus
+    job = await rendering_job(owner, worker)
+    await jobs.report_progress(job.id, 30, actor=worker)
+    # Its first changes are gone (pruned, or older than the history itself).
+    await JobEventRecord.filter(job_id=job.id, sequence__lte=4).delete()
+    updates = live.follow_job(bus, owner, job.id, after_sequence=2)
+    snapshot = await anext(updates)
+    assert snapshot.event is None and snapshot.job.sequence == 5
+    assert snapshot.job.progress == 30
+    await jobs.complete(job.id, actor=worker)
+    rest = [update async for update in updates]
+    assert [(u.event.sequence if u.event else None) for u in rest] == [6]
+
+    # With no event of the job kept at all, the same.
+    await JobEventRecord.filter(job_id=job.id).delete()
+    updates = live.follow_job(bus, owner, job.id, after_sequence=3)
+    assert [(u.event, u.job.status) for u in [await anext(updates)]] == [
+        (None, JobStatus.COMPLETED)
+    ]

@@ -11,7 +11,8 @@ from domain.events import JobEvent
 from models import Job
 from service import event_store
 
-DEFAULT_CACHED_JOBS = 10_000
+# Jobs whose submitted columns stay in memory: the ones being followed, with room to spare.
+DEFAULT_CACHED_JOBS = 2_000
 
 
 class TableSource:
