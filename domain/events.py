@@ -100,6 +100,9 @@ def reason_of(changes: Mapping[str, object], log: tuple[str, ...] = ()) -> str |
 
 
 _CURSOR_VERSION = "e1"
+# What the columns hold: a position is a BIGINT, a sequence an INT.
+_MAX_POSITION = 2**63 - 1
+_MAX_SEQUENCE = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,6 @@ class Cursor:
             )
         except (ValueError, TypeError, OverflowError, OSError, binascii.Error, UnicodeError):
             raise BadUserInput.single(field_name, "is not a cursor this API gave out") from None
-        if cursor.position < 0 or cursor.sequence < 0:
+        if not (0 <= cursor.position <= _MAX_POSITION and 0 <= cursor.sequence <= _MAX_SEQUENCE):
             raise BadUserInput.single(field_name, "is not a cursor this API gave out")
         return cursor
