@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint schema bench migrate clean
+.PHONY: run test lint schema bench migrate demo clean
 
 run: $(BASE_STAMP)
 	$(BIN)/rendertrack serve --host 127.0.0.1 --port 8000
@@ -28,6 +28,11 @@ migrate: $(BASE_STAMP)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench
+
+# A server on data/demo.sqlite3 (fresh each time), three simulated workers and sample jobs;
+# RENDERTRACK_PORT picks the port (default 8000). Ctrl-C stops it all.
+demo: $(BASE_STAMP)
+	$(BIN)/python -m worker_sim.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .cache

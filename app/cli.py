@@ -23,9 +23,11 @@ from domain.status import Role
 from domain.users import normalize_email
 from models import User
 from models.config import is_postgres
-from service import job_store, users
+from service import users
 from service.bus import create_bus
 from service.events import set_publisher
+from worker_sim.options import add_arguments as add_simulator_arguments
+from worker_sim.options import options_of as simulator_options
 
 T = TypeVar("T")
 
@@ -109,6 +111,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     deactivate.add_argument("--email", required=True)
     deactivate.set_defaults(handler=_users_deactivate)
+
+    simulate = commands.add_parser(
+        "simulate-worker",
+        help="a render worker without After Effects: claims jobs and reports progress over HTTP",
+        description="Claims jobs and renders them on the clock, reporting progress, heartbeats, "
+        "completions and failures as a real worker does; hands its jobs back on SIGINT/SIGTERM. "
+        "A client only: it needs the server's URL and a WORKER's token, not the database.",
+    )
+    add_simulator_arguments(simulate)
+    simulate.set_defaults(handler=_simulate_worker)
     return parser
 
 
@@ -259,13 +271,19 @@ def _users_list(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _simulate_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker_sim.worker import run  # httpx: imported only when a worker runs
+
+    return run(simulator_options(args))  # a bad option is a ValueError: one line, exit 1
+
+
 def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
     async def run() -> T:
         await _apply_migrations(settings.database_url)
         async with open_database(settings.database_url):
             # On PostgreSQL a revocation made here reaches running servers at commit (NOTIFY);
             # a SQLite server finds it at its next check of its connections' users.
-            previous = set_publisher(create_bus(settings.database_url, job_store.read_row))
+            previous = set_publisher(create_bus(settings.database_url))
             try:
                 return await work()
             finally:

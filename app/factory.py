@@ -10,12 +10,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.body_limit import BodySizeLimit
 from app.database import open_database
 from app.health import healthz
 from app.settings import Settings
+from compat.routes import PREFIX as NEXRENDER_PREFIX
+from compat.routes import routes as nexrender_routes
 from gql.limits import MAX_BODY_BYTES
 from gql.view import RendertrackGraphQL
 from service import settings as service_settings
@@ -66,6 +68,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Mount(NEXRENDER_PREFIX, routes=nexrender_routes(health=healthz)),
         ],
         middleware=[Middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)],
         lifespan=lifespan,

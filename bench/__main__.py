@@ -6,6 +6,7 @@ own (Tortoise keeps one set of connections, and one dialect, per process).
     make bench                           # every scenario
     python -m bench progress             # progress-report throughput, SQLite and PostgreSQL
     python -m bench claims               # claim latency with a large table (PostgreSQL only)
+    python -m bench fanout [--quick]     # change-to-subscriber latency, cost, replay (~10 min)
     RENDERTRACK_BENCH_POSTGRES_URL=postgres://user@host:5432/db python -m bench claims
 """
 
@@ -18,6 +19,7 @@ import sys
 SCENARIOS = {
     "progress": "bench.progress",
     "claims": "bench.claims_at_scale",
+    "fanout": "bench.fanout",
 }
 
 

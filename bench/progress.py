@@ -41,10 +41,6 @@ DATABASES = ("sqlite", "postgres")
 Variant = Callable[[str], Awaitable[float]]
 
 
-async def load_job(job_id: str) -> Job | None:
-    return await Job.get_or_none(id=job_id)
-
-
 async def rendering_jobs(owner: Actor, worker: Actor, count: int) -> list[str]:
     submission = valid_submission(project_name="Bench")
     ids = []
@@ -81,7 +77,7 @@ async def publishing(kind: str, url: str, job_ids: list[str]) -> AsyncIterator[N
         finally:
             set_publisher(previous)
         return
-    bus = create_bus(url, load_job)
+    bus = create_bus(url)
     await bus.start()
     previous = set_publisher(bus)
     drain: asyncio.Task[None] | None = None

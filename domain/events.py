@@ -82,7 +82,7 @@ class JobEvent:
 def kind_of_change(changes: Mapping[str, object], previous_status: JobStatus) -> JobEventKind:
     if "status" in changes and changes["status"] != previous_status:
         return JobEventKind.STATUS_CHANGED
-    if "progress" in changes:
+    if "progress" in changes or "stage" in changes:
         return JobEventKind.PROGRESS
     if "priority" in changes:
         return JobEventKind.PRIORITY_CHANGED

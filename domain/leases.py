@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from domain.errors import BadUserInput, Conflict
+from domain.events import Duty, JobEvent
 from domain.lifecycle import TERMINAL_STATUSES, JobState, Plan, plan_transition
 from domain.status import JobStatus
 from domain.validation import MAX_REASON_LENGTH, check_reason
@@ -58,6 +59,22 @@ def is_claimable(
 def is_overdue(status: JobStatus, auto_cancel_at: datetime | None, now: datetime) -> bool:
     """A job that has not finished by its deadline."""
     return auto_cancel_at is not None and auto_cancel_at <= now and status not in TERMINAL_STATUSES
+
+
+def may_reclaim(job: JobState, last_change: JobEvent | None, worker_id: str) -> bool:
+    """Whether `worker_id` may take back a job the sweeper requeued because that worker went
+    silent, `last_change` being the job's latest change: only while nothing else has happened to
+    the job since (nobody claimed it, nobody cancelled it). A Nexrender worker reports only when
+    its percentage changes, so a long frame can look like a dead worker; the render it is still
+    running is not thrown away."""
+    return (
+        job.status is JobStatus.QUEUED
+        and last_change is not None
+        and last_change.duty is Duty.STALL_RECOVERY
+        and last_change.previous_status is JobStatus.RENDERING
+        and last_change.status is JobStatus.QUEUED
+        and last_change.worker_id == worker_id
+    )
 
 
 def retry_delay(attempt: int, backoff_seconds: float) -> timedelta:

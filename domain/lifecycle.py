@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain.errors import InvalidTransition
-from domain.status import JobStatus
+from domain.errors import BadUserInput, InvalidTransition
+from domain.status import JobStage, JobStatus
 from domain.validation import MAX_REASON_LENGTH, check_reason
 
 
@@ -84,6 +84,7 @@ class JobState:
     max_attempts: int = 3
     worker_id: str | None = None
     heartbeat_at: datetime | None = None
+    stage: JobStage | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def plan_transition(
         changes[effect.needs] = check_reason(reason, effect.needs)
     if effect.stamp_queued_at:
         changes["queued_at"] = now
+    if effect.start or job.status is JobStatus.RENDERING:
+        changes["stage"] = None  # a stage says what a RENDERING job is doing, under one claim
     if effect.start:
         changes.update(
             started_at=now,
@@ -175,6 +178,30 @@ def plan_progress(job: JobState, progress: int) -> int | None:
     return stored if stored > job.progress else None
 
 
+def check_stage(value: object, field: str = "stage") -> JobStage:
+    try:
+        return JobStage(value)
+    except ValueError:
+        stages = ", ".join(JobStage)
+        raise BadUserInput.single(field, f"must be one of {stages}") from None
+
+
+def plan_stage(job: JobState, stage: JobStage) -> JobStage | None:
+    """The stage to store, or None when the report changes nothing. Only a RENDERING job has a
+    stage; it may move back (a worker runs a job's stages in its own order)."""
+    if job.status is not JobStatus.RENDERING:
+        raise InvalidTransition(
+            job.id,
+            job.status,
+            JobStatus.RENDERING,
+            allowed_transitions(job.status),
+            message=f"Job {job.id} is {job.status.value}: a stage is reported only while "
+            "RENDERING.",
+        )
+    stage = JobStage(stage)
+    return stage if stage != job.stage else None
+
+
 def elapsed_seconds(started_at: datetime | None, finished_at: datetime) -> int | None:
     if started_at is None:
         return None
@@ -197,9 +224,11 @@ __all__ = [
     "JobState",
     "Plan",
     "allowed_transitions",
+    "check_stage",
     "elapsed_seconds",
     "error_message_for",
     "is_terminal",
     "plan_progress",
+    "plan_stage",
     "plan_transition",
 ]

@@ -1,5 +1,5 @@
-"""Job statuses and user roles. Which statuses are final follows from the transition table
-(domain.lifecycle.TERMINAL_STATUSES)."""
+"""Job statuses, render stages and user roles. Which statuses are final follows from the
+transition table (domain.lifecycle.TERMINAL_STATUSES)."""
 
 from enum import StrEnum
 
@@ -12,6 +12,19 @@ class JobStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+
+class JobStage(StrEnum):
+    """What a RENDERING job is doing, as its worker reports it (Nexrender's `render:*` states
+    map onto these); null outside RENDERING."""
+
+    SETUP = "SETUP"
+    DOWNLOADING = "DOWNLOADING"
+    PRERENDER = "PRERENDER"
+    RENDERING = "RENDERING"
+    POSTRENDER = "POSTRENDER"
+    UPLOADING = "UPLOADING"
+    CLEANUP = "CLEANUP"
 
 
 class Role(StrEnum):

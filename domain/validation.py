@@ -315,13 +315,6 @@ def check_submission(submission: JobSubmission, *, now: datetime) -> CleanSubmis
 # --- render_spec_problems ------------------------------------------------------------------
 
 
-def _has_data_asset(config: dict[str, Any] | None) -> bool:
-    assets = config.get("assets") if isinstance(config, dict) else None
-    return isinstance(assets, list) and any(
-        isinstance(asset, dict) and asset.get("type") == "data" for asset in assets
-    )
-
-
 def _data_path_problems(
     clean: CleanSubmission, roots: Sequence[str], schemes: Sequence[str]
 ) -> list[FieldError]:
@@ -329,9 +322,10 @@ def _data_path_problems(
         return render_path_problems(
             "data_path", clean.data_path, DATA_EXTENSIONS, roots, uri_schemes=schemes
         )
-    if _has_data_asset(clean.nexrender_config):
+    # The Nexrender job carries its data (data assets), or renders its template as it is.
+    if clean.nexrender_config is not None:
         return []
-    message = f"may be '{INLINE_DATA_PATH}' only when nexrender_config carries a data asset"
+    message = f"may be '{INLINE_DATA_PATH}' only when nexrender_config is given"
     return [FieldError("data_path", message)]
 
 

@@ -52,12 +52,26 @@ def query_cost(
         if isinstance(definition, FragmentDefinitionNode)
     }
     costs = [
-        _selection_cost(operation.selection_set, fragments, variables or {}, frozenset())
+        _selection_cost(
+            operation.selection_set, fragments, _with_defaults(operation, variables), frozenset()
+        )
         for operation in document.definitions
         if isinstance(operation, OperationDefinitionNode)
         and (operation_name is None or (operation.name and operation.name.value == operation_name))
     ]
     return max(costs, default=0)
+
+
+def _with_defaults(
+    operation: OperationDefinitionNode, variables: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """The variables as the operation runs with them: those it was sent, else their defaults."""
+    given = dict(variables or {})
+    for definition in operation.variable_definitions or ():
+        name = definition.variable.name.value
+        if given.get(name) is None and isinstance(definition.default_value, IntValueNode):
+            given[name] = int(definition.default_value.value)
+    return given
 
 
 def _selection_cost(

@@ -7,12 +7,9 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from domain import policy
 from domain.events import Duty
 from domain.events import JobEventKind as DomainJobEventKind
-from domain.status import Role as DomainRole
-from gql.context import require_actor
-from gql.types import Job, JobStatus, PageInfo, User
+from gql.types import Job, JobStatus, PageInfo, User, visible_person
 from service import history
 from service.live import Update
 
@@ -45,7 +42,8 @@ class JobEvent:
         description="The system duty that made the change (null when a user did)."
     )
     reason: str | None = strawberry.field(
-        description="The error, the cancellation reason, or what the change wrote to the log."
+        description="Why: the error, the cancellation reason, or the line the service wrote to "
+        "the log when it moved the job itself (a stall, a retry); null for progress and logs."
     )
     actor_id: strawberry.Private[str | None]
     worker_id: strawberry.Private[str | None]
@@ -95,11 +93,7 @@ class JobEvent:
 async def _person(info: Info, user_id: str | None) -> User | None:
     if user_id is None:
         return None
-    viewer = require_actor(info)
-    person = await info.context.users_by_id.load(user_id)
-    if person is None or not policy.can_see_person(viewer, person.id, DomainRole(person.role)):
-        return None
-    return User.of(person)
+    return visible_person(info, await info.context.users_by_id.load(user_id))
 
 
 @strawberry.type

@@ -11,7 +11,7 @@ from strawberry.types import Info
 
 from domain.validation import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, JobSubmission
 from gql.context import require_actor
-from gql.types import CreatedUser, Job, Role, User
+from gql.types import CreatedUser, Job, JobStage, Role, User
 from service import jobs, users
 
 
@@ -21,7 +21,8 @@ class SubmitJobInput:
     output_name: str
     template_path: str
     data_path: str = strawberry.field(
-        description="A data file, or 'inline' when nexrenderConfig carries data assets."
+        description="A data file, or 'inline' when nexrenderConfig carries the data (its data "
+        "assets, or none)."
     )
     output_path: str = strawberry.field(
         description="Where the result goes, or 'worker' to leave it where the worker puts it."
@@ -90,7 +91,10 @@ class Mutation:
         job = await jobs.claim_next(require_actor(info))
         return None if job is None else Job.of(job)
 
-    @strawberry.mutation(description="Workers: report progress (0..100) and an optional log line.")
+    @strawberry.mutation(
+        description="Workers: report progress (0..100), an optional log line, and optionally "
+        "what the job is doing now (stage)."
+    )
     async def report_progress(
         self,
         info: Info,
@@ -98,9 +102,12 @@ class Mutation:
         progress: int,
         log: str | None = None,
         lease: Lease = None,
+        stage: JobStage | None = None,
     ) -> Job:
         actor = require_actor(info)
-        job = await jobs.report_progress(str(id), progress, log, actor=actor, lease=lease)
+        job = await jobs.report_progress(
+            str(id), progress, log, actor=actor, lease=lease, stage=stage
+        )
         return Job.of(job)
 
     @strawberry.mutation(

@@ -15,6 +15,7 @@ from strawberry.types import Info
 
 from domain import estimates, policy
 from domain.lifecycle import allowed_transitions
+from domain.status import JobStage as DomainJobStage
 from domain.status import JobStatus as DomainJobStatus
 from domain.status import Role as DomainRole
 from gql.context import require_actor
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from gql.events import JobEventConnection
 
 JobStatus = strawberry.enum(DomainJobStatus, description="Where a job stands in its lifecycle.")
+JobStage = strawberry.enum(
+    DomainJobStage,
+    description="What a RENDERING job is doing, as its worker reports it (Nexrender's render:* "
+    "states map onto these).",
+)
 Role = strawberry.enum(
     DomainRole, description="ADMIN: everything; USER: own jobs; WORKER: renders."
 )
@@ -46,6 +52,10 @@ class Job:
     data_path: str
     output_path: str
     status: JobStatus
+    stage: JobStage | None = strawberry.field(
+        description="While RENDERING: what the job is doing, as its worker last reported; "
+        "null otherwise."
+    )
     priority: int = strawberry.field(description="1..10; a higher number is more urgent.")
     progress: int = strawberry.field(description="0..100; 100 exactly when COMPLETED.")
     nexrender_job_id: str | None
@@ -87,6 +97,7 @@ class Job:
             data_path=job.data_path,
             output_path=job.output_path,
             status=DomainJobStatus(job.status),
+            stage=_stage_of(job),
             priority=job.priority,
             progress=job.progress,
             nexrender_job_id=job.nexrender_job_id,
@@ -124,12 +135,13 @@ class Job:
         wanted = (self.model, job_logs.check_tail(tail))
         return await shared(self.model, ("logs", tail), lambda: info.context.logs.load(wanted))
 
-    @strawberry.field(description="The worker holding the job while it renders.")
+    @strawberry.field(
+        description="The worker holding the job while it renders (for workers: only themselves)."
+    )
     async def worker(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
         if self.model.worker_id is None:
             return None
-        holder = await _person(info, self.model, self.model.worker_id)
-        return None if holder is None else User.of(holder)
+        return visible_person(info, await _person(info, self.model, self.model.worker_id))
 
     @strawberry.field(
         description="While RENDERING: when it should finish, from its progress rate so far "
@@ -194,6 +206,12 @@ class Job:
         return await _queue_position(info, self.model)
 
 
+def _stage_of(job: JobModel) -> DomainJobStage | None:
+    # A job shown as an event recorded before stages existed has none in its recorded state.
+    stage = job.__dict__.get("stage")
+    return None if stage is None else DomainJobStage(stage)
+
+
 T = TypeVar("T")
 
 
@@ -210,6 +228,15 @@ async def shared(job: JobModel, key: Hashable, load: Callable[[], Awaitable[T]])
 
 
 _SHARED = f"{event_store.MEMO_PREFIX}_shared"
+
+
+def visible_person(info: Info, person: UserModel | None) -> User | None:
+    """A user a job names (its worker, or who made a change), if the caller may know them."""
+    if person is None:
+        return None
+    if not policy.can_see_person(require_actor(info), person.id, DomainRole(person.role)):
+        return None
+    return User.of(person)
 
 
 async def _queue_position(info: Info, job: JobModel) -> int | None:

@@ -14,7 +14,8 @@ from tortoise.indexes import Index
 from tortoise.models import Model
 
 from domain.paths import MAX_PATH_LENGTH
-from domain.status import JobStatus
+from domain.status import JobStage, JobStatus
+from domain.tags import MAX_TAGS_LENGTH
 from domain.validation import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, MAX_NAME_LENGTH
 from models.base import CUID_LENGTH, TouchingManager, VerbatimJSONField, new_id, utc_now
 
@@ -32,6 +33,7 @@ SUBMITTED_FIELDS: tuple[str, ...] = (
     "created_at",
     "auto_cancel_at",
     "max_attempts",
+    "tags",
 )
 
 
@@ -48,11 +50,16 @@ class Job(Model):
     output_path = fields.CharField(max_length=MAX_PATH_LENGTH)
 
     status = fields.CharEnumField(JobStatus, max_length=16, default=JobStatus.PENDING)
+    # What a RENDERING job is doing, as its worker reports it; null outside RENDERING.
+    stage = fields.CharEnumField(JobStage, max_length=16, null=True)
     priority = fields.IntField(default=DEFAULT_PRIORITY)
     progress = fields.IntField(default=0)
 
     nexrender_job_id = fields.CharField(max_length=255, null=True, unique=True)
     nexrender_config = VerbatimJSONField(null=True)
+    # Nexrender's tags, normalised (domain/tags.py): a pickup asking for tags takes only jobs
+    # carrying all of them.
+    tags = fields.CharField(max_length=MAX_TAGS_LENGTH, null=True)
     error_message = fields.TextField(null=True)
 
     queued_at = fields.DatetimeField(default=utc_now)

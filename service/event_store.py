@@ -257,8 +257,23 @@ async def histories(
     """For each (job id, after sequence): up to `limit` of the job's events after it, oldest
     first, in one statement for all of them (one index range per pair)."""
     pairs = list(dict.fromkeys(wanted))
-    if not pairs:
-        return {}
+    found: dict[tuple[str, int], list[JobEvent]] = {pair: [] for pair in pairs}
+    # SQLite takes at most 500 terms in one compound SELECT.
+    for start in range(0, len(pairs), _HISTORIES_PER_STATEMENT):
+        chunk = pairs[start : start + _HISTORIES_PER_STATEMENT]
+        for event in await _histories(chunk, limit):
+            found[(event[0], event[1])].append(event[2])
+    for events in found.values():
+        events.sort(key=lambda event: event.sequence)
+    return found
+
+
+_HISTORIES_PER_STATEMENT = 200
+
+
+async def _histories(
+    pairs: Sequence[tuple[str, int]], limit: int
+) -> list[tuple[str, int, JobEvent]]:
     db = _db()
     branches = " UNION ALL ".join(
         f"""SELECT * FROM (
@@ -269,9 +284,4 @@ async def histories(
         for n in range(len(pairs))
     )
     rows = await db.execute_query_dict(branches, [value for pair in pairs for value in pair])
-    found: dict[tuple[str, int], list[JobEvent]] = {pair: [] for pair in pairs}
-    for row in rows:
-        found[(row["job_id"], int(row["after_sequence"]))].append(_event_of(row))
-    for events in found.values():
-        events.sort(key=lambda event: event.sequence)
-    return found
+    return [(row["job_id"], int(row["after_sequence"]), _event_of(row)) for row in rows]

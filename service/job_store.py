@@ -8,6 +8,7 @@ whose status conditions are literals, so that the planner uses the partial index
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -93,6 +94,7 @@ def state_of(job: Job) -> JobState:
         max_attempts=job.max_attempts,
         worker_id=job.worker_id,
         heartbeat_at=job.heartbeat_at,
+        stage=getattr(job, "stage", None),
     )
 
 
@@ -196,22 +198,40 @@ def placeholder(connection: BaseDBAsyncClient, number: int) -> str:
     return f"${number}" if connection.capabilities.dialect == "postgres" else f"?{number}"
 
 
-async def next_claimable(connection: BaseDBAsyncClient, now: datetime) -> Job | None:
+async def next_claimable(
+    connection: BaseDBAsyncClient,
+    now: datetime,
+    *,
+    tags: Sequence[str] = (),
+    with_render_spec: bool = False,
+) -> Job | None:
     """The job to claim next: highest priority, then oldest queued_at, then lowest id, among
-    QUEUED jobs out of their retry backoff and not past their deadline. Reads idx_jobs_claim
-    in order, so its cost does not grow with the jobs that are not QUEUED. On PostgreSQL the
-    row is locked and rows locked by other claimers are skipped; SQLite has one writer, and
-    the compare-and-set decides."""
+    QUEUED jobs out of their retry backoff and not past their deadline; with `tags`, only jobs
+    carrying every one of them, and with `with_render_spec` only jobs with a nexrender_config.
+    Reads idx_jobs_claim in order (the other conditions filter the rows it reads), so its cost
+    does not grow with the jobs that are not QUEUED. On PostgreSQL the row is locked and rows
+    locked by other claimers are skipped; SQLite has one writer, and the compare-and-set
+    decides."""
+    values: list[Any] = [now, now]
+    filters = ""
+    if with_render_spec:
+        filters += ' AND "nexrender_config" IS NOT NULL'
+    # ',a,b,' holds ',a,' exactly when a is one of the tags: no LIKE, so no wildcard to escape.
+    find = "strpos" if connection.capabilities.dialect == "postgres" else "instr"
+    for tag in tags:
+        values.append(f",{tag},")
+        mark = placeholder(connection, len(values))
+        filters += f""" AND {find}(',' || "tags" || ',', {mark}) > 0"""
     p1, p2 = placeholder(connection, 1), placeholder(connection, 2)
     lock = " FOR UPDATE SKIP LOCKED" if connection.capabilities.dialect == "postgres" else ""
     rows = await connection.execute_query_dict(
         f"""SELECT {_ROW_COLUMNS} FROM "jobs"{_index(connection, "idx_jobs_claim")}
         WHERE "status" = 'QUEUED'
           AND ("not_before" IS NULL OR "not_before" <= {p1})
-          AND ("auto_cancel_at" IS NULL OR "auto_cancel_at" > {p2})
+          AND ("auto_cancel_at" IS NULL OR "auto_cancel_at" > {p2}){filters}
         ORDER BY "priority" DESC, "queued_at", "id"
         LIMIT 1{lock}""",
-        [now, now],
+        values,
     )
     return Job._init_from_db(**rows[0]) if rows else None
 

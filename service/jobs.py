@@ -14,11 +14,13 @@ from tortoise import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from domain import estimates, joblog, leases, lifecycle, policy
-from domain.errors import BadUserInput, Forbidden, InvalidTransition, NotFound
+from domain.errors import BadUserInput, Conflict, FieldError, Forbidden, InvalidTransition, NotFound
 from domain.events import Author, Duty, JobEvent, JobEventKind, reason_of
 from domain.lifecycle import Plan
+from domain.lookups import is_well_formed_id
 from domain.policy import Actor
 from domain.status import JobStatus
+from domain.tags import format_tags, parse_tags
 from domain.validation import (
     CleanSubmission,
     JobSubmission,
@@ -29,6 +31,7 @@ from domain.validation import (
     render_spec_problems,
 )
 from models import Job
+from models.base import new_id
 from service import clock, event_store, job_logs, job_store, settings
 from service.events import publisher
 from service.job_store import LostRace
@@ -42,16 +45,37 @@ Steps = Callable[[BaseDBAsyncClient, Job, datetime], Awaitable[list[JobEvent]]]
 Check = Callable[[Job], None]
 
 
-async def submit_job(actor: Actor, submission: JobSubmission) -> Job:
+def new_job_id() -> str:
+    """An id for a job about to be submitted (submit_job's `job_id`)."""
+    return new_id()
+
+
+async def submit_job(
+    actor: Actor,
+    submission: JobSubmission,
+    *,
+    tags: object = (),
+    job_id: str | None = None,
+    refuse_invalid: bool = False,
+) -> Job:
     """Creates the job PENDING, validates it, and leaves it QUEUED or FAILED (with every
-    problem in error_message). Malformed input is refused with BAD_USER_INPUT, writing nothing."""
+    problem in error_message). Malformed input is refused with BAD_USER_INPUT, writing nothing;
+    with `refuse_invalid`, so is a job that would fail its render rules (a client with no way to
+    read a FAILED job's error_message, such as a Nexrender one). `job_id`: the id it gets (from
+    new_job_id), `tags`: Nexrender's tags."""
     if not policy.can_submit_jobs(actor):
         raise Forbidden("Only users and admins submit jobs; workers claim them.")
+    if job_id is not None and not is_well_formed_id(job_id):
+        raise BadUserInput.single("uid", "is not an id (lower-case letters and digits)")
+    stored_tags = format_tags(parse_tags(tags))
     clean = check_submission(submission, now=clock.now())
+    if refuse_invalid and (problems := _render_problems(clean)):
+        raise BadUserInput(problems)
     async with in_transaction() as connection:
         now = clock.now()
         job = await Job.create(
             using_db=connection,
+            id=job_id or new_id(),
             user_id=actor.id,
             project_name=clean.project_name,
             output_name=clean.output_name,
@@ -62,10 +86,14 @@ async def submit_job(actor: Actor, submission: JobSubmission) -> Job:
             nexrender_config=clean.nexrender_config,
             auto_cancel_at=clean.auto_cancel_at,
             max_attempts=clean.max_attempts,
+            tags=stored_tags,
             status=JobStatus.PENDING,
             sequence=1,
             queued_at=now,
         )
+        # The row's own timestamps are the database layer's clock; the history goes by the
+        # use cases' clock, like every later change, so its times never run backwards.
+        job.updated_at = now
         events = [job_store.event_of(job, JobEventKind.CREATED, None)]
         events += await _validate(connection, job, now)
         events = await _record(connection, events, Author.of(actor.id))
@@ -109,16 +137,23 @@ async def set_priority(job_id: str, priority: object, actor: Actor | None = None
     return await _run(job_id, _manager_check(actor), steps, actor)
 
 
-async def claim_next(worker: Actor) -> Job | None:
+async def claim_next(
+    worker: Actor, *, tags: object = (), with_render_spec: bool = False
+) -> Job | None:
     """Hands the next queued job to `worker` (RENDERING, worker recorded), or None when the
-    queue is empty. Never hands one job to two workers."""
+    queue is empty. Never hands one job to two workers. With `tags`, only a job carrying every
+    one of them; with `with_render_spec`, only a job with a nexrender_config (what a Nexrender
+    worker can render)."""
     if not policy.can_claim_jobs(worker):
         raise Forbidden("Only workers claim jobs.")
+    wanted = parse_tags(tags)
     for _ in range(MAX_RACES):
         try:
             async with in_transaction() as connection:
                 now = clock.now()
-                job = await job_store.next_claimable(connection, now)
+                job = await job_store.next_claimable(
+                    connection, now, tags=wanted, with_render_spec=with_render_spec
+                )
                 if job is None:
                     return None
                 event = await _move(connection, job, JobStatus.RENDERING, now, worker_id=worker.id)
@@ -130,6 +165,48 @@ async def claim_next(worker: Actor) -> Job | None:
     return None
 
 
+async def claim(job_id: str, worker: Actor) -> Job:
+    """`worker` takes this QUEUED job (a Nexrender worker 1.8 picks a job from the list itself),
+    if a claim could hand it out now: out of its retry backoff, before its deadline. Of two
+    workers taking one job, one wins; the other finds it gone (NOT_FOUND)."""
+    if not policy.can_claim_jobs(worker):
+        raise Forbidden("Only workers claim jobs.")
+
+    async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
+        _require_claimable(job, now)
+        return [await _move(connection, job, JobStatus.RENDERING, now, worker_id=worker.id)]
+
+    return await _run(job_id, _visible_check(worker), steps, worker)
+
+
+async def reclaim(job_id: str, worker: Actor) -> Job:
+    """`worker` takes back the job the sweeper requeued because it went silent, as a new claim,
+    if nothing has happened to the job since (leases.may_reclaim) and a claim could hand it out
+    now. CONFLICT otherwise: the job is no longer this worker's."""
+    if not policy.can_claim_jobs(worker):
+        raise Forbidden("Only workers claim jobs.")
+    row = await job_store.read_row(job_id) if is_well_formed_id(job_id) else None
+    # The latest change, read before the transaction (the history is read on its own
+    # connection); the compare-and-set on the sequence proves it is still the latest.
+    latest = await event_store.job_events(job_id, row.sequence - 1, 1) if row else []
+
+    async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
+        last = latest[0] if latest and latest[0].sequence == job.sequence else None
+        if not leases.may_reclaim(job_store.state_of(job), last, worker.id):
+            raise Conflict(
+                f"Job {job.id} is {job.status.value} and no longer yours: stop working on it."
+            )
+        _require_claimable(job, now)
+        plan = lifecycle.plan_transition(
+            job_store.state_of(job), JobStatus.RENDERING, now=now, worker_id=worker.id
+        )
+        worker_name = await job_store.worker_name(connection, worker.id)
+        line = f"worker {worker_name} reported again after going silent and took the job back"
+        return [await _apply(connection, job, Plan(plan.changes, (line,)), now)]
+
+    return await _run(job_id, _visible_check(worker), steps, worker)
+
+
 async def report_progress(
     job_id: str,
     progress: object,
@@ -137,18 +214,40 @@ async def report_progress(
     actor: Actor | None = None,
     *,
     lease: object = None,
+    stage: object = None,
 ) -> Job:
     """Progress only moves forward while RENDERING: a lower value than the stored one is
-    ignored (reports can arrive out of order); a log line is appended either way. Every report
-    renews the holder's lease."""
+    ignored (reports can arrive out of order); a log line is appended either way. `stage` says
+    what the job is doing now. Every report renews the holder's lease."""
     value = check_progress(progress)
+    return await report(job_id, actor, progress=value, stage=stage, log_line=log_line, lease=lease)
+
+
+async def report(
+    job_id: str,
+    actor: Actor | None = None,
+    *,
+    progress: object = None,
+    stage: object = None,
+    log_line: object = None,
+    lease: object = None,
+) -> Job:
+    """A RENDERING job's worker reports any of its progress, its stage and a log line (a
+    Nexrender worker's PUT carries what it carries); with none of them it is a heartbeat. The
+    rules of report_progress."""
+    value = None if progress is None else check_progress(progress)
+    wanted_stage = None if stage is None else lifecycle.check_stage(stage)
     lines = [] if log_line is None else _split([check_log_line(log_line)], "log")
 
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         changes: dict[str, object] = {}
-        new_progress = lifecycle.plan_progress(job_store.state_of(job), value)
-        if new_progress is not None:
+        state = job_store.state_of(job)
+        if value is None:
+            _require_rendering(job, "progress is reported")
+        elif (new_progress := lifecycle.plan_progress(state, value)) is not None:
             changes["progress"] = new_progress
+        if wanted_stage is not None and lifecycle.plan_stage(state, wanted_stage) is not None:
+            changes["stage"] = wanted_stage
         if lines:
             changes.update(await _append_lines(connection, job, lines, now))
         if not changes:
@@ -400,17 +499,21 @@ def _split(entries: list[str], field: str) -> list[str]:
     return split
 
 
-async def _validate(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
-    """PENDING -> VALIDATING -> QUEUED, or FAILED with every problem in error_message."""
-    submission = _submission_of(await job_store.with_render_spec(connection, job))
-    events = [await _move(connection, job, JobStatus.VALIDATING, now)]
+def _render_problems(submission: CleanSubmission) -> list[FieldError]:
     current = settings.current()
-    problems = render_spec_problems(
+    return render_spec_problems(
         submission,
         allowed_roots=current.allowed_roots,
         allowed_uri_schemes=current.allowed_uri_schemes,
         allowed_actions=current.allowed_actions,
     )
+
+
+async def _validate(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
+    """PENDING -> VALIDATING -> QUEUED, or FAILED with every problem in error_message."""
+    submission = _submission_of(await job_store.with_render_spec(connection, job))
+    events = [await _move(connection, job, JobStatus.VALIDATING, now)]
+    problems = _render_problems(submission)
     if problems:
         message = lifecycle.error_message_for([str(problem) for problem in problems])
         events.append(await _move(connection, job, JobStatus.FAILED, now, reason=message))
@@ -475,6 +578,33 @@ def _worker_check(actor: Actor | None, lease: object = None) -> Check | None:
         leases.check_lease(job_store.state_of(job), lease)
 
     return check
+
+
+def _visible_check(actor: Actor) -> Check:
+    def check(job: Job) -> None:
+        if not policy.can_see_job(actor, job.user_id, job.worker_id, JobStatus(job.status)):
+            raise NotFound("Job", job.id)
+
+    return check
+
+
+def _require_claimable(job: Job, now: datetime) -> None:
+    if JobStatus(job.status) is not JobStatus.QUEUED:
+        return  # the move itself refuses it, naming the status
+    if leases.is_claimable(job.not_before, job.auto_cancel_at, now):
+        return
+    why = (
+        f"waits out a retry backoff until {job.not_before.isoformat()}"
+        if job.not_before is not None and job.not_before > now
+        else "is past its deadline"
+    )
+    raise InvalidTransition(
+        job.id,
+        job.status,
+        JobStatus.RENDERING,
+        lifecycle.allowed_transitions(JobStatus(job.status)),
+        message=f"Job {job.id} {why}: it cannot be claimed now.",
+    )
 
 
 def _refuse(actor: Actor, job: Job, why: str) -> None:

@@ -49,7 +49,8 @@ async def follow_job(
     after that sequence from the job's history, then every new one, with no gap and no
     duplicate; a snapshot instead when that part of the history is no longer kept. Ends after
     the change that makes the job terminal (at once for a terminal job with nothing to
-    replay). NOT_FOUND for a job the actor may not see, also once it goes out of sight."""
+    replay); a replay runs through the end of an earlier attempt that was retried. NOT_FOUND
+    for a job the actor may not see, also once it goes out of sight."""
     if after_sequence is not None and after_sequence < 0:
         raise BadUserInput.single("afterSequence", "must not be negative")
     subscription = bus.subscribe(_every_event, job_id=job_id, buffer_size=SUBSCRIBER_BUFFER)
@@ -75,12 +76,15 @@ async def follow_job(
             if replay:
                 replay = False
                 replayed = _replay_job(actor, job_id, last, seen_at)
+                final: Update | None = None
                 async with contextlib.aclosing(replayed):
-                    async for update in replayed:
-                        yield update
-                        last = update.job.sequence
-                        if _ends(update):
-                            return
+                    async for final in replayed:
+                        yield final
+                        last = final.job.sequence
+                # Only the job's last change ends it: an earlier attempt that ended (then was
+                # retried) is history the client catches up on.
+                if final is not None and _ends(final):
+                    return
             item = await anext(subscription, None)
             if item is None:  # the bus stopped
                 return
@@ -130,7 +134,12 @@ async def follow_events(
 
     subscription = bus.subscribe(match, owner_id=owner_id, buffer_size=SUBSCRIBER_BUFFER)
     try:
-        last = cursor.position if cursor else await event_store.latest_position()
+        latest = await event_store.latest_position()
+        if cursor is not None and cursor.position > latest:
+            raise BadUserInput.single(
+                "after", "is beyond the latest event: it comes from another database"
+            )
+        last = cursor.position if cursor else latest
         replay = cursor is not None
         held_by = actor.id if actor.role is Role.WORKER else None
         while True:

@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import connections
@@ -21,7 +21,7 @@ from domain import estimates, policy
 from domain.errors import BadUserInput, FieldError, Forbidden
 from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
-from domain.status import JobStatus
+from domain.status import JobStage, JobStatus, Role
 from domain.validation import check_moment
 from models import Job, User
 from service import clock, job_store
@@ -297,3 +297,75 @@ async def all_users(actor: Actor) -> list[User]:
     if not policy.can_manage_users(actor):
         raise Forbidden("Only admins list users.")
     return await User.all().order_by("created_at", "id")
+
+
+# Jobs one Nexrender listing (GET /api/v1/jobs) answers at most.
+MAX_LISTED = 200
+
+
+async def nexrender_listing(actor: Actor, limit: int = MAX_LISTED) -> list[Job]:
+    """The jobs a Nexrender listing shows the actor. A worker: what it may claim now that a
+    Nexrender worker can render (QUEUED, with a nexrender_config, out of backoff, before its
+    deadline) in claim order, then the jobs it is rendering. Others: the jobs they may see,
+    newest first. Without render specs (`render_specs` reads them in one statement)."""
+    if actor.role is Role.WORKER:
+        now = clock.now()
+        claimable = await (
+            visible_jobs(actor)
+            .filter(status=JobStatus.QUEUED, nexrender_config__isnull=False)
+            .filter(Q(not_before=None) | Q(not_before__lte=now))
+            .filter(Q(auto_cancel_at=None) | Q(auto_cancel_at__gt=now))
+            .order_by("-priority", "queued_at", "id")
+            .limit(limit)
+            .only(*job_store.ROW_FIELDS)
+        )
+        # Asked even when the page is full: a request's statements do not depend on its rows.
+        held = await (
+            visible_jobs(actor)
+            .filter(status=JobStatus.RENDERING, worker_id=actor.id)
+            .order_by("started_at", "id")
+            .limit(max(0, limit - len(claimable)))
+            .only(*job_store.ROW_FIELDS)
+        )
+        return claimable + held
+    jobs = visible_jobs(actor).order_by("-created_at", "-id").limit(limit)
+    return await jobs.only(*job_store.ROW_FIELDS)
+
+
+# (status, stage, the first time a change left the job so)
+StatusEntry = tuple[JobStatus, JobStage | None, datetime]
+
+
+async def status_entries(job_ids: list[str]) -> dict[str, list[StatusEntry]]:
+    """For each job, every (status, stage) its history has it in, with the first time a change
+    left it so: one statement for all the jobs (an index range of job_events per job)."""
+    wanted = list(dict.fromkeys(job_ids))
+    found: dict[str, list[StatusEntry]] = {job_id: [] for job_id in wanted}
+    if not wanted:
+        return found
+    db = connections.get("default")
+    stage = (
+        """CAST("state" AS json) ->> 'stage'"""
+        if db.capabilities.dialect == "postgres"
+        else """json_extract("state", '$.stage')"""
+    )
+    marks = ", ".join(job_store.placeholder(db, n) for n in range(1, len(wanted) + 1))
+    rows = await db.execute_query_dict(
+        f"""SELECT "job_id", "status", {stage} AS "stage", MIN("at") AS "first_at"
+        FROM "job_events" WHERE "job_id" IN ({marks}) GROUP BY 1, 2, 3""",
+        wanted,
+    )
+    for row in rows:
+        found[row["job_id"]].append(
+            (
+                JobStatus(row["status"]),
+                JobStage(row["stage"]) if row["stage"] else None,
+                _moment(row["first_at"]),
+            )
+        )
+    return found
+
+
+def _moment(value: datetime | str) -> datetime:
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -277,3 +277,46 @@ async def test_a_change_may_write_only_what_its_event_records(owner: Actor) -> N
         async with in_transaction() as connection:
             await job_store.compare_and_set(connection, job, {"project_name": "x"}, clock.now())
     assert (await Job.get(id=job.id)).project_name == "Project promo"
+
+
+async def test_a_worker_reading_a_queued_jobs_history_does_not_learn_other_workers(
+    api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    user, first, second = accounts["user"], accounts["worker"], accounts["worker2"]
+    job = await jobs.submit_job(user.actor, submission())
+    await jobs.claim_next(second.actor)
+    await jobs.report_progress(job.id, 30, actor=second.actor)
+    await jobs.requeue(job.id, actor=second.actor)  # QUEUED: any worker may see it now
+    query = """query($id: ID!) { job(id: $id) { events(first: 10) { edges { node {
+        sequence worker { email } job { worker { email } } } } } } }"""
+
+    def holders(response: object) -> list[tuple]:
+        edges = response.data["job"]["events"]["edges"]  # type: ignore[attr-defined]
+        return [(e["node"]["worker"], e["node"]["job"]["worker"]) for e in edges[3:]]
+
+    seen_by_other_worker = await api(query, {"id": job.id}, first.token)
+    assert holders(seen_by_other_worker) == [(None, None)] * 3
+    shown = {"email": second.email}
+    assert holders(await api(query, {"id": job.id}, user.token)) == [
+        (shown, shown),
+        (shown, shown),
+        (shown, None),  # the requeue names the worker it released; the job holds none
+    ]
+
+
+async def test_histories_of_more_jobs_than_one_statement_may_name(owner: Actor) -> None:
+    job = await jobs.submit_job(owner, submission())
+    wanted = [(job.id, after) for after in range(600)]  # SQLite: 500 terms per compound SELECT
+    found = await event_store.histories(wanted, 1)
+    assert [event.sequence for event in found[(job.id, 0)]] == [1]
+    assert [event.sequence for event in found[(job.id, 2)]] == [3]
+    assert found[(job.id, 599)] == []
+
+
+async def test_a_jobs_history_never_runs_backwards_in_time(owner: Actor, worker: Actor) -> None:
+    job = await jobs.submit_job(owner, submission())
+    clock.advance(5)
+    await jobs.claim_next(worker)
+    recorded = await event_store.job_events(job.id, 0)
+    times = [event.updated_at for event in recorded]
+    assert times == sorted(times) and times[0] == times[2] < times[3]

@@ -1,4 +1,5 @@
-"""Imports point one way (app -> gql -> service -> models -> domain): read from the source.
+"""Imports point one way (app -> gql | compat -> service -> models -> domain): read from the
+source.
 
 Beside the layers: bench/ never imports tests/ (what both need is in testkit/), and testkit/
 imports neither the outer layers nor either of its users."""
@@ -17,6 +18,10 @@ FORBIDDEN = {
     "models": {"strawberry", "starlette", "service", "gql", "app", "compat"},
     "service": {"strawberry", "starlette", "gql", "app", "compat"},
     "gql": {"app", "compat"},
+    # The Nexrender REST API is beside gql/: it calls the use cases, never the GraphQL layer.
+    "compat": {"app", "gql", "strawberry"},
+    # The simulated worker is a client: HTTP only, none of the server's layers.
+    "worker_sim": {"app", "gql", "compat", "service", "models", "tortoise"},
     "testkit": {"app", "gql", "tests", "bench"},
     "bench": {"tests"},
 }  # fmt: skip

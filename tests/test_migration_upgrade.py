@@ -1,7 +1,8 @@
 """Migrations applied to a database that already holds jobs (as a studio upgrading would).
 Migration 1: each job's old log text becomes its log, RENDERING jobs get a lease the sweeper can
 act on, and the new columns have their defaults. Migration 2: the log lines get their job's
-sequence and the job_events table starts empty. Run on the backend of the session, on a
+sequence and the job_events table starts empty. Migration 3: jobs get no stage and no tags.
+Run on the backend of the session, on a
 database of its own."""
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tests.databases import fresh_postgres_database, postgres_server_url, select
 INIT = "0_20261128133505_init.py"
 QUEUE_CORE = "1_20261128204306_queue_core.py"
 JOB_EVENTS = "2_20261128233947_job_events.py"
+NEXRENDER_COMPAT = "3_20261129003553_nexrender_compat.py"
 USER = ("u1", "ada@example.com", "Ada", "USER", "h" * 64, True)
 OLD_JOBS = [
     # id, status, logs, started_at
@@ -124,7 +126,7 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
             [(INSERT_USER, list(USER))] + [(INSERT_JOB, job_values(job)) for job in OLD_JOBS],
         )
 
-        assert await apply_migrations(url) == [QUEUE_CORE, JOB_EVENTS]
+        assert await apply_migrations(url) == [QUEUE_CORE, JOB_EVENTS, NEXRENDER_COMPAT]
 
         jobs, lines = await run_sql(
             url,
@@ -190,7 +192,7 @@ async def test_migration_2_gives_log_lines_their_jobs_sequence_and_starts_no_his
             + [(INSERT_LINE, [job_id, line, len(line) + 1]) for job_id, line in LINES],
         )
 
-        assert await apply_migrations(url) == [JOB_EVENTS]
+        assert await apply_migrations(url) == [JOB_EVENTS, NEXRENDER_COMPAT]
 
         events_before, lines, _, events_after = await run_sql(
             url,
@@ -208,3 +210,18 @@ async def test_migration_2_gives_log_lines_their_jobs_sequence_and_starts_no_his
     assert isinstance(event["id"], int) and event["id"] >= 1
     assert (event["job_id"], event["sequence"], event["kind"]) == ("j-done", 10, "STATUS_CHANGED")
     assert (event["duty"], event["state"]) == ("sweeper", "{}")
+
+
+async def test_migration_3_leaves_existing_jobs_without_stage_or_tags(tmp_path: Path) -> None:
+    async with empty_database(tmp_path) as url:
+        await apply_only(url, tmp_path, [INIT, QUEUE_CORE, JOB_EVENTS])
+        await run_sql(
+            url,
+            [(INSERT_USER, list(USER))]
+            + [(INSERT_JOB_V1, job_v1_values(job_id, seq)) for job_id, seq in SEQUENCES.items()],
+        )
+
+        assert await apply_migrations(url) == [NEXRENDER_COMPAT]
+
+        [jobs] = await run_sql(url, [('SELECT id, stage, tags FROM "jobs" ORDER BY id', [])])
+    assert jobs == [{"id": job_id, "stage": None, "tags": None} for job_id in sorted(SEQUENCES)]

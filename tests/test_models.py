@@ -40,6 +40,8 @@ async def test_a_new_job_has_every_default_of_the_specification(user: User) -> N
         "worker_id",
         "heartbeat_at",
         "not_before",
+        "stage",
+        "tags",
     ):
         assert getattr(job, field) is None, field
     assert (job.attempts, job.lease, job.max_attempts) == (0, 0, 3)
@@ -251,4 +253,5 @@ async def test_the_migration_is_recorded(db: str) -> None:
         "0_20261128133505_init.py",
         "1_20261128204306_queue_core.py",
         "2_20261128233947_job_events.py",
+        "3_20261129003553_nexrender_compat.py",
     ]

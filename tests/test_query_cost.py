@@ -100,6 +100,16 @@ async def test_a_page_size_in_a_variable_counts(
     assert not small.errors, small.errors
     large = await api(query, {"n": 100}, accounts["user"].token)
     assert large.codes == ["QUERY_TOO_COSTLY"]
+    # A default counts as sent: it is what the query runs with.
+    defaulted = "query($n: Int = 100) { jobs(first: $n) { edges { node { id logs } } } }"
+    assert (await api(defaulted, {}, accounts["user"].token)).codes == ["QUERY_TOO_COSTLY"]
+    assert not (await api(defaulted, {"n": 5}, accounts["user"].token)).errors
+
+
+def test_a_history_page_counts_like_any_list() -> None:
+    history = "query($n: Int = 50) { job(id: 1) { events(first: $n) { edges { node { id } } } } }"
+    assert cost(history) == 1 + 1 + 50 * (1 + 1 * 2)
+    assert cost(history, {"n": 3}) == 1 + 1 + 3 * (1 + 1 * 2)
 
 
 @pytest.fixture

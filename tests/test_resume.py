@@ -331,3 +331,46 @@ async def test_a_resume_into_history_that_is_no_longer_kept_gets_a_snapshot(
     assert [(u.event, u.job.status) for u in [await anext(updates)]] == [
         (None, JobStatus.COMPLETED)
     ]
+
+
+async def test_a_replay_runs_through_an_earlier_attempt_that_ended_and_was_retried(
+    failing_bus: tuple[EventBus, FailingSource], owner: Actor, worker: Actor
+) -> None:
+    bus, _ = failing_bus
+    job = await jobs.submit_job(owner, submission())
+    await jobs.cancel(job.id, "oops", actor=owner)  # 4: CANCELLED
+    await jobs.retry(job.id, actor=owner)  # 5, 6, 7: PENDING, VALIDATING, QUEUED
+    await jobs.claim_next(worker)  # 8
+    await jobs.report_progress(job.id, 40, actor=worker)  # 9
+    updates = live.follow_job(bus, owner, job.id, after_sequence=3)
+    replayed = [await anext(updates) for _ in range(6)]
+    assert [(u.event.sequence, u.job.status) for u in replayed if u.event] == [
+        (4, JobStatus.CANCELLED),
+        (5, JobStatus.PENDING),
+        (6, JobStatus.VALIDATING),
+        (7, JobStatus.QUEUED),
+        (8, JobStatus.RENDERING),
+        (9, JobStatus.RENDERING),
+    ]
+    await jobs.complete(job.id, actor=worker)
+    rest = [update async for update in updates]  # the job's last change ends it
+    assert [(u.event.sequence if u.event else None) for u in rest] == [10]
+    # A replay that ends on the job's current, final state ends the stream.
+    finished = live.follow_job(bus, owner, job.id, after_sequence=8)
+    assert [(u.event.sequence if u.event else None) async for u in finished] == [9, 10]
+
+
+async def test_a_cursor_beyond_the_latest_event_is_refused(
+    failing_bus: tuple[EventBus, FailingSource], owner: Actor
+) -> None:
+    from domain.errors import BadUserInput
+    from domain.events import Cursor
+
+    bus, _ = failing_bus
+    job = await jobs.submit_job(owner, submission())
+    last = (await event_store.job_events(job.id, 0))[-1]
+    ahead = Cursor(last.position + 5, 1, last.updated_at).encode()  # type: ignore[operator]
+    with pytest.raises(BadUserInput) as refused:
+        await anext(live.follow_events(bus, owner, after=ahead))
+    assert refused.value.errors[0].field == "after"
+    assert "beyond the latest event" in refused.value.errors[0].message

@@ -42,7 +42,7 @@ MISSPELLINGS = {
         "query($x: JobStatu) { jobs(filter: {status: [$x]}) { totalCount } }",
         None,
         VALIDATION,
-        "'JobStatus'?",
+        "'JobStatus'",
     ),
     "type of a fragment": (
         "{ ...F } fragment F on Qury { me { id } }",

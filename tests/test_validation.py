@@ -123,6 +123,13 @@ def test_inline_data_and_worker_output_with_a_data_asset() -> None:
     assert render_spec_problems(spec) == []
 
 
+def test_inline_data_without_a_data_asset_renders_the_template_as_it_is() -> None:
+    image = {"type": "image", "src": "file:///mnt/renders/a.png", "layerIndex": 1}
+    for nexrender in ({"template": TEMPLATE}, config(assets=[image])):
+        spec = clean(data_path="inline", output_path="worker", nexrender_config=nexrender)
+        assert render_spec_problems(spec) == []
+
+
 # --- paths: invalid ---------------------------------------------------------------------------
 
 INVALID_PATHS = [
@@ -175,15 +182,7 @@ def test_invalid_paths_name_the_field_and_the_rule(field: str, value: str, part:
 
 
 INLINE_AND_WORKER = [
-    ("data_path", "inline", None, "only when nexrender_config carries a data asset", "no-config"),
-    ("data_path", "inline", {"template": TEMPLATE}, "carries a data asset", "no-assets"),
-    (
-        "data_path",
-        "inline",
-        config(assets=[{"type": "image", "src": "file:///mnt/renders/a.png", "layerIndex": 1}]),
-        "carries a data asset",
-        "no-data-asset",
-    ),
+    ("data_path", "inline", None, "may be 'inline' only when nexrender_config", "no-config"),
     ("output_path", "worker", None, "may be 'worker' only when nexrender_config", "worker"),
 ]
 
