@@ -47,6 +47,9 @@ class JobEvent:
     )
     actor_id: strawberry.Private[str | None]
     worker_id: strawberry.Private[str | None]
+    # The job object a live delivery shares with every subscriber of its event: results of
+    # the same document for the same caller are computed once on it (gql/fanout.py).
+    shared_by: strawberry.Private[object | None] = None
 
     @strawberry.field(description="Who made the change, when the caller may see them.")
     async def actor(self, info: Info) -> User | None:
@@ -77,6 +80,7 @@ class JobEvent:
             )
         changed = event.kind is DomainJobEventKind.STATUS_CHANGED
         return cls(
+            shared_by=job if update.live else None,
             kind=event.kind,
             job=Job.of(job),
             previous_status=event.previous_status if changed else None,

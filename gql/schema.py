@@ -11,7 +11,8 @@ from strawberry.types.execution import ExecutionContext
 
 from gql.cost import QueryCostLimit
 from gql.errors import ErrorCodes, log_unexpected, translate
-from gql.limits import GuardIntrospection, HideSchemaHints, SchemaHintsExecutor, request_limits
+from gql.fanout import FanOutExecutor
+from gql.limits import GuardIntrospection, HideSchemaHints, request_limits
 from gql.mutations import Mutation
 from gql.queries import Query
 from gql.subscriptions import Subscription
@@ -47,7 +48,7 @@ def build_schema() -> RendertrackSchema:
         mutation=Mutation,
         subscription=Subscription,
         extensions=extensions,
-        execution_context_class=SchemaHintsExecutor,
+        execution_context_class=FanOutExecutor,
         config=StrawberryConfig(auto_camel_case=True),
     )
 

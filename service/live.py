@@ -40,6 +40,8 @@ class Update:
     job: Job
     event: JobEvent | None
     cursor: str
+    # From the bus: `job` is the one object every subscriber of this event receives.
+    live: bool = False
 
 
 async def follow_job(
@@ -97,7 +99,7 @@ async def follow_job(
                 replay = True
                 continue
             _check_visible(actor, item.event)
-            update = Update(item.job, item.event, item.event.cursor)
+            update = Update(item.job, item.event, item.event.cursor, live=True)
             yield update
             last = item.event.sequence
             if _ends(update):
@@ -158,7 +160,7 @@ async def follow_events(
                 continue
             if _position(item.event) <= last:
                 continue
-            yield Update(item.job, item.event, item.event.cursor)
+            yield Update(item.job, item.event, item.event.cursor, live=True)
             last = _position(item.event)
     finally:
         subscription.close()
