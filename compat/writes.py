@@ -11,7 +11,7 @@ from compat.body import json_object
 from compat.reads import visible_job
 from compat.views import job_view
 from domain import nexrender_jobs
-from domain.errors import BadUserInput, Conflict, Forbidden
+from domain.errors import BadUserInput, Conflict, Forbidden, InvalidTransition, NotFound
 from domain.nexrender_jobs import Report, ReportKind
 from domain.policy import Actor
 from domain.status import JobStatus, Role
@@ -40,16 +40,33 @@ async def update_job(request: Request, actor: Actor) -> Response:
     """The job moves as the report says (nexrender_jobs.parse_report); the answer is the job as
     stored. A report on a job that is no longer the worker's is refused (409, or 404 once
     another worker holds it) and changes nothing."""
-    job = await visible_job(actor, request.path_params["uid"])
-    report = nexrender_jobs.parse_report(await json_object(request))
+    uid = request.path_params["uid"]
+    body = await json_object(request)
+    report = nexrender_jobs.parse_report(body)
+    job: Job | None = None
     try:
+        job = await visible_job(actor, uid)
         job = await _apply(actor, job, report)
-    except Forbidden as refusal:
+    except (Forbidden, Conflict, InvalidTransition, NotFound) as refusal:
         if actor.role is not Role.WORKER:
             raise
-        # A worker sees the job (it is queued, or it held it) but it is not its own any more.
-        raise Conflict(refusal.message) from None
+        if await _lost_job_error(actor, uid, job, report):
+            # Worker 1.8.16 reports `error` when its `finished` was refused (another worker
+            # took the job over), and a refused `error` stops it for good: acknowledged with
+            # its own report, nothing changed.
+            return answer(nexrender_jobs.acknowledged_error(body, uid))
+        if isinstance(refusal, Forbidden):
+            # It sees the job (queued, or held before) but the job is not its own any more.
+            raise Conflict(refusal.message) from None
+        raise
     return answer(await job_view(actor, job))
+
+
+async def _lost_job_error(actor: Actor, uid: str, job: Job | None, report: Report) -> bool:
+    """An `error` report from a worker about a job it held once and holds no more."""
+    if report.kind is not ReportKind.ERROR or (job is not None and job.worker_id == actor.id):
+        return False
+    return await queries.was_held_by(actor.id, uid)
 
 
 async def delete_job(request: Request, actor: Actor) -> Response:

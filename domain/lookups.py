@@ -12,8 +12,10 @@ from domain.errors import BadUserInput
 from domain.paths import has_control_characters
 from domain.validation import storage_problem
 
-# cuid2 ids, as models/base.py makes them: lower-case letters and digits.
-_ID = re.compile(r"[a-z0-9]{1,32}")
+# cuid2 ids, as models/base.py makes them: lower-case letters and digits, at most the id
+# columns' length (a longer value would be refused by the column's rule, as an error).
+ID_LENGTH = 25
+_ID = re.compile(rf"[a-z0-9]{{1,{ID_LENGTH}}}")
 MAX_SEARCH_LENGTH = 255
 
 

@@ -405,6 +405,12 @@ def acknowledges_end(status: JobStatus, report: Report) -> bool:
     )
 
 
+def acknowledged_error(report: Mapping[str, Any], uid: str) -> dict[str, Any]:
+    """The answer to a worker's `error` report on a job that is no longer its own: its own
+    report back (nothing it did not send is told), as the job it sent, now in error."""
+    return {**report, "uid": uid, "state": "error"}
+
+
 # --- answers -----------------------------------------------------------------------------------
 
 

@@ -10,9 +10,10 @@ from tortoise import fields
 from tortoise.manager import Manager
 from tortoise.queryset import QuerySet, UpdateQuery
 
-_cuid = Cuid(length=25)
+from domain.lookups import ID_LENGTH
 
-CUID_LENGTH = 25
+CUID_LENGTH = ID_LENGTH
+_cuid = Cuid(length=CUID_LENGTH)
 
 
 def new_id() -> str:

@@ -23,7 +23,7 @@ from domain.lookups import check_id, check_search, is_well_formed_id
 from domain.policy import Actor
 from domain.status import JobStage, JobStatus, Role
 from domain.validation import check_moment
-from models import Job, User
+from models import Job, JobEventRecord, User
 from service import clock, job_store
 from service.visibility import visible_jobs
 
@@ -369,3 +369,10 @@ async def status_entries(job_ids: list[str]) -> dict[str, list[StatusEntry]]:
 def _moment(value: datetime | str) -> datetime:
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def was_held_by(worker_id: str, job_id: str) -> bool:
+    """Whether the worker ever held the job, as the job's history tells."""
+    if not is_well_formed_id(job_id):
+        return False
+    return await JobEventRecord.filter(job_id=job_id, worker_id=worker_id).exists()

@@ -790,3 +790,10 @@ def test_one_rule_for_control_characters_in_names_searches_and_user_names(contro
         with pytest.raises(BadUserInput) as refused:
             check(f"promo{control}2026")
         assert [error.field for error in refused.value.errors] == [field]
+
+
+def test_an_id_longer_than_the_id_columns_is_no_id() -> None:
+    from domain.lookups import ID_LENGTH, is_well_formed_id
+
+    assert is_well_formed_id("a" * ID_LENGTH)
+    assert not is_well_formed_id("0" * (ID_LENGTH + 1))
