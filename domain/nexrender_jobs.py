@@ -84,6 +84,8 @@ _STATE_OF_STATUS: Mapping[JobStatus, str] = {
 # clamped (so -4..5 keep their distinctions; everything at or below -4, or at or above 5, is
 # one band).
 PRIORITY_OFFSET = 5
+# The largest integer a JavaScript client reads back exactly (Number.MAX_SAFE_INTEGER).
+MAX_NEXRENDER_PRIORITY = 2**53 - 1
 NO_ERROR_MESSAGE = "the worker reported an error without a message"
 REPORTED_ERROR = "the worker reported an error: "
 # A job submitted without a nexrender_config still has to answer as a valid Nexrender job.
@@ -118,6 +120,10 @@ def priority_from_nexrender(value: object, field: str = "priority") -> int:
         raise BadUserInput.single(field, "must be an integer (larger is picked first)")
     if value != int(value):
         raise BadUserInput.single(field, "must be an integer (larger is picked first)")
+    if abs(value) > MAX_NEXRENDER_PRIORITY:
+        raise BadUserInput.single(
+            field, f"must be an integer from -{MAX_NEXRENDER_PRIORITY} to {MAX_NEXRENDER_PRIORITY}"
+        )
     low, high = PRIORITY_RANGE[0], PRIORITY_RANGE[-1]
     return max(low, min(high, int(value) + PRIORITY_OFFSET))
 

@@ -879,3 +879,28 @@ async def test_a_stage_is_reported_only_while_rendering(
     )
     assert response.codes == ["INVALID_TRANSITION"]
     assert (await stored(job.id)).stage is None
+
+
+async def test_unknown_endpoints_and_methods_are_answered_in_json(
+    rest: Rest, accounts: dict[str, Account]
+) -> None:
+    token = accounts["user"].token
+    for path in ("/nope", "/jobs/%2e%2e%2fhealth", "/jobs/a/b/c"):
+        response = await rest.http.get("/api/v1" + path, headers={"nexrender-secret": token})
+        assert response.status_code == 404, (path, response.text)
+        assert response.json()["code"] == "NOT_FOUND"
+    response = await rest.http.patch("/api/v1/jobs", headers={"nexrender-secret": token})
+    assert response.status_code == 405 and response.json()["code"] == "METHOD_NOT_ALLOWED"
+    assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+
+
+@pytest.mark.parametrize("priority", [2**63, -(2**63), 1e308, 2**53])
+async def test_a_priority_a_javascript_client_cannot_read_back_is_refused(
+    rest: Rest, accounts: dict[str, Account], priority: float
+) -> None:
+    response = await rest.call(
+        "POST", "/jobs", accounts["user"].token, nexrender_job(priority=priority)
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["fields"][0]["field"] == "priority"
+    assert await Job.all().count() == 0
