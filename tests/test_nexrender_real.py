@@ -44,11 +44,18 @@ from app.factory import create_app
 from app.settings import Settings
 from tests import nexrender_types
 from tests.conftest import Account
-from tests.databases import running_in_ci
+from tests.databases import running_in_ci, selected_backend
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, Socket, open_socket, serve
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        selected_backend() == "postgres",
+        reason="a client of the API runs the same on both databases: it runs in the SQLite "
+        "pass (test_compat_api.py and test_queue_api.py cover the API on PostgreSQL)",
+    ),
+]
 
 REPO = Path(__file__).resolve().parent.parent
 JS = REPO / "tests" / "js" / "nexrender"

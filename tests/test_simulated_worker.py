@@ -32,6 +32,7 @@ from domain.status import JobStatus
 from models import Job
 from service import event_store
 from tests.conftest import Account
+from tests.databases import selected_backend
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, serve
 from tests.operations import mutate, submit
@@ -45,6 +46,15 @@ NEXRENDER_SKIP = (
     "the server answers 404 on /api/v1/health: the Nexrender REST API (compat/) is not in this "
     "tree yet, so only the GraphQL protocol runs against a real server"
 )
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        selected_backend() == "postgres",
+        reason="a client of the API runs the same on both databases: it runs in the SQLite "
+        "pass (test_compat_api.py and test_queue_api.py cover the API on PostgreSQL)",
+    ),
+]
 
 
 @dataclass
