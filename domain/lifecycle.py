@@ -161,19 +161,25 @@ def plan_transition(
 MAX_RENDERING_PROGRESS = 99
 
 
+def require_rendering(job_id: str, status: JobStatus, what: str) -> None:
+    """What only a RENDERING job takes (progress, a stage, a heartbeat, its worker's log):
+    INVALID_TRANSITION naming `what` otherwise."""
+    status = JobStatus(status)
+    if status is not JobStatus.RENDERING:
+        raise InvalidTransition(
+            job_id,
+            status,
+            JobStatus.RENDERING,
+            allowed_transitions(status),
+            message=f"Job {job_id} is {status.value}: {what} only while it is RENDERING.",
+        )
+
+
 def plan_progress(job: JobState, progress: int) -> int | None:
     """The progress to store, or None when the report changes nothing: progress never goes
     backwards (reports may arrive out of order), and a report of 100 is held at 99 until the job
     completes. Only a RENDERING job makes progress."""
-    if job.status is not JobStatus.RENDERING:
-        raise InvalidTransition(
-            job.id,
-            job.status,
-            JobStatus.RENDERING,
-            allowed_transitions(job.status),
-            message=f"Job {job.id} is {job.status.value}: progress is reported only while "
-            "RENDERING.",
-        )
+    require_rendering(job.id, job.status, "progress is reported")
     stored = min(progress, MAX_RENDERING_PROGRESS)
     return stored if stored > job.progress else None
 
@@ -189,15 +195,7 @@ def check_stage(value: object, field: str = "stage") -> JobStage:
 def plan_stage(job: JobState, stage: JobStage) -> JobStage | None:
     """The stage to store, or None when the report changes nothing. Only a RENDERING job has a
     stage; it may move back (a worker runs a job's stages in its own order)."""
-    if job.status is not JobStatus.RENDERING:
-        raise InvalidTransition(
-            job.id,
-            job.status,
-            JobStatus.RENDERING,
-            allowed_transitions(job.status),
-            message=f"Job {job.id} is {job.status.value}: a stage is reported only while "
-            "RENDERING.",
-        )
+    require_rendering(job.id, job.status, "a stage is reported")
     stage = JobStage(stage)
     return stage if stage != job.stage else None
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,6 +40,7 @@ from domain.validation import (
     PRIORITY_RANGE,
     WORKER_OUTPUT_PATH,
     JobSubmission,
+    collect_problems,
 )
 
 CREATED, QUEUED, PICKED, STARTED = "created", "queued", "picked", "started"
@@ -168,8 +169,8 @@ def submission_of(job: Mapping[str, Any], *, uid: str) -> NexrenderSubmission:
       none, as After Effects on Windows; a frame sequence `<uid>_[#####].<ext>`).
     BadUserInput for a priority or tags Nexrender would not take."""
     errors: list[FieldError] = []
-    priority = _collect(errors, lambda: priority_from_nexrender(job.get("priority")), 5)
-    tags = _collect(errors, lambda: parse_tags(_tags_value(job.get("tags"))), ())
+    priority = collect_problems(errors, lambda: priority_from_nexrender(job.get("priority")), 5)
+    tags = collect_problems(errors, lambda: parse_tags(_tags_value(job.get("tags"))), ())
     if errors:
         raise BadUserInput(errors)
     template = job.get("template")
@@ -194,14 +195,6 @@ def submission_of(job: Mapping[str, Any], *, uid: str) -> NexrenderSubmission:
         nexrender_config=dict(job),
     )
     return NexrenderSubmission(submission=submission, tags=tags, sources=sources)
-
-
-def _collect(errors: list[FieldError], check: Callable[[], _T], fallback: _T) -> _T:
-    try:
-        return check()
-    except BadUserInput as refusal:
-        errors.extend(refusal.errors)
-        return fallback
 
 
 def _tags_value(value: object) -> object:

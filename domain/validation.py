@@ -277,7 +277,9 @@ def _check_config(value: object) -> dict[str, Any] | None:
 # --- check_submission ----------------------------------------------------------------------
 
 
-def _collect(errors: list[FieldError], check: Callable[[], _T], fallback: _T) -> _T:
+def collect_problems(errors: list[FieldError], check: Callable[[], _T], fallback: _T) -> _T:
+    """`check()`, or `fallback` with its refusal's problems added to `errors` (to report every
+    failing field at once)."""
     try:
         return check()
     except BadUserInput as refusal:
@@ -291,19 +293,25 @@ def check_submission(submission: JobSubmission, *, now: datetime) -> CleanSubmis
     errors: list[FieldError] = []
     s = submission
     clean = CleanSubmission(
-        project_name=_collect(errors, lambda: _check_name(s.project_name, "project_name"), ""),
-        output_name=_collect(
+        project_name=collect_problems(
+            errors, lambda: _check_name(s.project_name, "project_name"), ""
+        ),
+        output_name=collect_problems(
             errors, lambda: _check_name(s.output_name, "output_name", file_name=True), ""
         ),
-        template_path=_collect(
+        template_path=collect_problems(
             errors, lambda: _check_path_text(s.template_path, "template_path"), ""
         ),
-        data_path=_collect(errors, lambda: _check_path_text(s.data_path, "data_path"), ""),
-        output_path=_collect(errors, lambda: _check_path_text(s.output_path, "output_path"), ""),
-        priority=_collect(errors, lambda: check_priority(s.priority), DEFAULT_PRIORITY),
-        nexrender_config=_collect(errors, lambda: _check_config(s.nexrender_config), None),
-        auto_cancel_at=_collect(errors, lambda: _check_auto_cancel_at(s.auto_cancel_at, now), None),
-        max_attempts=_collect(
+        data_path=collect_problems(errors, lambda: _check_path_text(s.data_path, "data_path"), ""),
+        output_path=collect_problems(
+            errors, lambda: _check_path_text(s.output_path, "output_path"), ""
+        ),
+        priority=collect_problems(errors, lambda: check_priority(s.priority), DEFAULT_PRIORITY),
+        nexrender_config=collect_problems(errors, lambda: _check_config(s.nexrender_config), None),
+        auto_cancel_at=collect_problems(
+            errors, lambda: _check_auto_cancel_at(s.auto_cancel_at, now), None
+        ),
+        max_attempts=collect_problems(
             errors, lambda: check_max_attempts(s.max_attempts), DEFAULT_MAX_ATTEMPTS
         ),
     )

@@ -243,7 +243,7 @@ async def report(
         changes: dict[str, object] = {}
         state = job_store.state_of(job)
         if value is None:
-            _require_rendering(job, "progress is reported")
+            lifecycle.require_rendering(job.id, job.status, "progress is reported")
         elif (new_progress := lifecycle.plan_progress(state, value)) is not None:
             changes["progress"] = new_progress
         if wanted_stage is not None and lifecycle.plan_stage(state, wanted_stage) is not None:
@@ -264,7 +264,7 @@ async def heartbeat(job_id: str, actor: Actor | None = None, *, lease: object = 
     to the job anyone follows: no event."""
 
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
-        _require_rendering(job, "heartbeats are sent")
+        lifecycle.require_rendering(job.id, job.status, "heartbeats are sent")
         await _renew(connection, job, now)
         return []
 
@@ -281,7 +281,7 @@ async def append_log(
     async def steps(connection: BaseDBAsyncClient, job: Job, now: datetime) -> list[JobEvent]:
         holder = actor is not None and not actor.is_admin
         if holder:
-            _require_rendering(job, "its worker appends to its log")
+            lifecycle.require_rendering(job.id, job.status, "its worker appends to its log")
         changes = await _append_lines(connection, job, checked, now)
         if holder:
             changes["heartbeat_at"] = now
@@ -463,18 +463,6 @@ async def _append_lines(
 async def _renew(connection: BaseDBAsyncClient, job: Job, now: datetime) -> None:
     if not await job_store.renew_lease(connection, job, now):
         raise LostRace(job.id)
-
-
-def _require_rendering(job: Job, what: str) -> None:
-    status = JobStatus(job.status)
-    if status is not JobStatus.RENDERING:
-        raise InvalidTransition(
-            job.id,
-            status,
-            JobStatus.RENDERING,
-            lifecycle.allowed_transitions(status),
-            message=f"Job {job.id} is {status.value}: {what} only while it is RENDERING.",
-        )
 
 
 def _check_log_lines(lines: object) -> list[str]:
