@@ -12,7 +12,7 @@ from app.factory import create_app
 from app.settings import Settings
 from domain.policy import Actor
 from models import User
-from service import users
+from service import clock, users
 from service.events import RecordingPublisher, set_publisher
 from service.users import actor_of
 from tests.databases import (
@@ -47,6 +47,15 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 @pytest.fixture
 def backend(database_url: str) -> str:
     return "postgres" if database_url.startswith("postgres") else "sqlite"
+
+
+@pytest.fixture(autouse=True)
+def real_time() -> Iterator[None]:
+    """Every test starts and ends on the real clock, whatever time it moved on
+    (service.clock.advance)."""
+    clock.reset()
+    yield
+    clock.reset()
 
 
 @pytest_asyncio.fixture

@@ -30,11 +30,10 @@ from service.bus import (
     InProcessBus,
     PostgresBus,
     Subscription,
-    TableSource,
     create_bus,
 )
 from service.bus.postgres import listen_dsn
-from service.events import set_publisher
+from tests.buses import FlakySource, started_bus
 
 S = JobStatus
 K = JobEventKind
@@ -42,43 +41,16 @@ WAIT = 5  # seconds, for every wait
 POSTGRES_ONLY = "LISTEN/NOTIFY exists only on PostgreSQL (RENDERTRACK_TEST_DATABASE=postgres)"
 
 
-class CountingSource(TableSource):
-    """The table, counting the reads of job rows and able to fail the next reads of events."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.job_reads: list[list[str]] = []
-        self.failures_to_come = 0
-
-    async def events_after(self, position: int, limit: int) -> list[JobEvent]:
-        if self.failures_to_come:
-            self.failures_to_come -= 1
-            raise ConnectionError("the database went away (made up by the test)")
-        return await super().events_after(position, limit)
-
-    async def jobs_at(self, events: Sequence[JobEvent]) -> dict[int, Job]:
-        missing = sorted({event.job_id for event in events} - set(self._bases))
-        if missing:
-            self.job_reads.append(missing)
-        return await super().jobs_at(events)
-
-
 @pytest.fixture
-def source() -> CountingSource:
-    return CountingSource()
+def source() -> FlakySource:
+    return FlakySource()
 
 
 @pytest_asyncio.fixture
-async def bus(db: str, source: CountingSource) -> AsyncIterator[EventBus]:
+async def bus(db: str, source: FlakySource) -> AsyncIterator[EventBus]:
     """The bus for this backend, started and installed as the publisher of the use cases."""
-    bus = create_bus(db, source)
-    await bus.start()
-    previous = set_publisher(bus)
-    try:
-        yield bus
-    finally:
-        set_publisher(previous)
-        await bus.stop()
+    async with started_bus(db, source) as started:
+        yield started
 
 
 def submission(name: str = "promo", priority: int = 5) -> JobSubmission:
@@ -264,7 +236,7 @@ async def test_a_subscriber_sees_only_the_events_it_matches(
 
 
 async def test_the_job_is_read_once_for_200_subscribers_and_never_when_unwanted(
-    bus: EventBus, source: CountingSource, owner: Actor, worker: Actor
+    bus: EventBus, source: FlakySource, owner: Actor, worker: Actor
 ) -> None:
     watched = await jobs.submit_job(owner, submission("watched", priority=9))
     fence = await jobs.submit_job(owner, submission("fence", priority=1))
@@ -433,7 +405,7 @@ async def test_progress_coalesces_only_into_the_last_pending_item_of_its_job(
 
 
 async def test_a_failed_read_of_the_table_is_retried_and_loses_no_event(
-    bus: EventBus, source: CountingSource, owner: Actor, worker: Actor
+    bus: EventBus, source: FlakySource, owner: Actor, worker: Actor
 ) -> None:
     job = await jobs.submit_job(owner, submission())
     async with bus.subscribe(after(job), job_id=job.id) as subscription:
@@ -508,7 +480,7 @@ async def test_a_forgotten_subscription_does_not_stay_registered(bus: EventBus) 
 
 
 async def test_stop_ends_every_subscription_and_is_idempotent(db: str) -> None:
-    bus = create_bus(db, CountingSource())
+    bus = create_bus(db, FlakySource())
     await bus.start()
     subscription = bus.subscribe(lambda e: True)
     waiting = asyncio.create_task(anext(subscription))
@@ -563,7 +535,7 @@ async def test_another_process_receives_the_events(
 ) -> None:
     if backend != "postgres":
         pytest.skip(POSTGRES_ONLY)
-    other_source = CountingSource()
+    other_source = FlakySource()
     other = PostgresBus(db, other_source)
     await other.start()
     try:

@@ -80,13 +80,6 @@ async def rest(db: str) -> AsyncIterator[Rest]:
         yield Rest(http)
 
 
-@pytest.fixture(autouse=True)
-def controlled_clock() -> Iterator[None]:
-    clock.reset()
-    yield
-    clock.reset()
-
-
 @pytest.fixture
 def stall_timeout() -> Iterator[float]:
     previous = settings.configure(ServiceSettings(stall_timeout_seconds=STALL_TIMEOUT))

@@ -16,8 +16,8 @@ from gql.context import Context
 from gql.schema import schema
 from models import User
 from service import jobs
-from service.bus import InProcessBus, TableSource
-from service.events import set_publisher
+from service.bus import EventBus
+from tests.buses import FlakySource, started_bus
 from tests.conftest import Account
 from tests.factories import valid_submission
 
@@ -29,17 +29,13 @@ OTHER_SELECTION = """subscription($id: ID!) { jobUpdated(id: $id) {
 
 
 @pytest_asyncio.fixture
-async def bus(db: str) -> AsyncIterator[InProcessBus]:
-    in_process = InProcessBus(TableSource())
-    await in_process.start()
-    previous = set_publisher(in_process)
-    yield in_process
-    set_publisher(previous)
-    await in_process.stop()
+async def bus(db: str) -> AsyncIterator[EventBus]:
+    async with started_bus(db, FlakySource()) as started:
+        yield started
 
 
 async def test_the_selection_runs_once_per_event_per_document_and_caller(
-    bus: InProcessBus, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
+    bus: EventBus, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     owner = await User.get(id=accounts["user"].id)
     admin = await User.get(id=accounts["admin"].id)

@@ -5,7 +5,6 @@ the session."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -17,6 +16,7 @@ from domain.validation import JobSubmission
 from models import Job, JobEventRecord
 from service import clock, event_store, jobs, settings, sweeper
 from tests.conftest import Account
+from tests.factories import valid_submission
 from tests.graphql_client import GraphQLClient
 
 K = JobEventKind
@@ -42,20 +42,7 @@ query($id: ID!, $first: Int, $after: String) {
 
 
 def submission(name: str = "promo") -> JobSubmission:
-    return JobSubmission(
-        project_name=f"Project {name}",
-        output_name=f"{name}.mp4",
-        template_path=f"/mnt/jobs/{name}.aep",
-        data_path=f"/mnt/jobs/{name}.json",
-        output_path=f"/mnt/renders/{name}.mp4",
-    )
-
-
-@pytest.fixture(autouse=True)
-def controlled_clock() -> Iterator[None]:
-    clock.reset()
-    yield
-    clock.reset()
+    return valid_submission(project_name=f"Project {name}")
 
 
 async def history(api: GraphQLClient, token: str, job_id: str, **variables: object) -> dict:

@@ -176,7 +176,7 @@ async def test_progress_out_of_range_is_bad_user_input(
 
 async def test_progress_on_a_job_that_is_not_rendering_is_refused(owner: Actor) -> None:
     job = await jobs.submit_job(owner, submission())
-    with pytest.raises(InvalidTransition, match="only while RENDERING"):
+    with pytest.raises(InvalidTransition, match="progress is reported only while it is RENDERING"):
         await jobs.report_progress(job.id, 10)
     assert (await Job.get(id=job.id)).progress == 0
 

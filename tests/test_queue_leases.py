@@ -32,13 +32,6 @@ S = JobStatus
 TIMEOUT = 600.0
 
 
-@pytest.fixture(autouse=True)
-def controlled_clock() -> Iterator[None]:
-    clock.reset()
-    yield
-    clock.reset()
-
-
 @pytest.fixture
 def stall_timeout() -> Iterator[float]:
     previous = settings.configure(ServiceSettings(stall_timeout_seconds=TIMEOUT))

@@ -12,15 +12,15 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import pytest_asyncio
 
-from domain.events import JobEvent
 from domain.policy import Actor
 from domain.status import JobStatus
 from domain.validation import JobSubmission
 from models import Job, JobEventRecord
 from service import event_store, jobs, live
-from service.bus import EventBus, TableSource, create_bus
-from service.events import set_publisher
+from service.bus import EventBus
+from tests.buses import FlakySource, started_bus
 from tests.conftest import Account
+from tests.factories import valid_submission
 from tests.live_server import LiveServer, open_socket
 
 WAIT = 20  # seconds for a whole stream
@@ -38,13 +38,7 @@ subscription($after: String) {
 
 
 def submission(name: str = "promo") -> JobSubmission:
-    return JobSubmission(
-        project_name=f"Project {name}",
-        output_name=f"{name}.mp4",
-        template_path=f"/mnt/jobs/{name}.aep",
-        data_path=f"/mnt/jobs/{name}.json",
-        output_path=f"/mnt/renders/{name}.mp4",
-    )
+    return valid_submission(project_name=f"Project {name}")
 
 
 async def rendering_job(owner: Actor, worker: Actor) -> Job:
@@ -190,31 +184,11 @@ async def test_a_malformed_cursor_is_refused_naming_after(
 # --- falling behind, at the level of the service ----------------------------------------------
 
 
-class FailingSource(TableSource):
-    """The table, failing the next reads of events when told to."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failures_to_come = 0
-
-    async def events_after(self, position: int, limit: int) -> list[JobEvent]:
-        if self.failures_to_come:
-            self.failures_to_come -= 1
-            raise ConnectionError("the database went away (made up by the test)")
-        return await super().events_after(position, limit)
-
-
 @pytest_asyncio.fixture
-async def failing_bus(db: str) -> AsyncIterator[tuple[EventBus, FailingSource]]:
-    source = FailingSource()
-    bus = create_bus(db, source)
-    await bus.start()
-    previous = set_publisher(bus)
-    try:
+async def failing_bus(db: str) -> AsyncIterator[tuple[EventBus, FlakySource]]:
+    source = FlakySource()
+    async with started_bus(db, source) as bus:
         yield bus, source
-    finally:
-        set_publisher(previous)
-        await bus.stop()
 
 
 async def collect(updates: AsyncIterator[live.Update], count: int | None = None) -> list[int]:
@@ -230,7 +204,7 @@ async def collect(updates: AsyncIterator[live.Update], count: int | None = None)
 
 
 async def test_a_subscriber_that_falls_far_behind_is_caught_up_from_the_table(
-    failing_bus: tuple[EventBus, FailingSource],
+    failing_bus: tuple[EventBus, FlakySource],
     owner: Actor,
     worker: Actor,
     admin: Actor,
@@ -261,7 +235,7 @@ async def test_a_subscriber_that_falls_far_behind_is_caught_up_from_the_table(
 
 
 async def test_the_change_that_ends_a_job_arrives_even_when_reads_fail_at_that_moment(
-    failing_bus: tuple[EventBus, FailingSource], owner: Actor, worker: Actor
+    failing_bus: tuple[EventBus, FlakySource], owner: Actor, worker: Actor
 ) -> None:
     bus, source = failing_bus
     job = await rendering_job(owner, worker)
@@ -276,7 +250,7 @@ async def test_the_change_that_ends_a_job_arrives_even_when_reads_fail_at_that_m
 
 
 async def test_a_stream_never_delivers_the_same_change_twice_nor_skips_one(
-    failing_bus: tuple[EventBus, FailingSource], owner: Actor, worker: Actor, admin: Actor
+    failing_bus: tuple[EventBus, FlakySource], owner: Actor, worker: Actor, admin: Actor
 ) -> None:
     """Consumers of every speed, subscribed at every moment of a burst of changes."""
     bus, _ = failing_bus
@@ -310,7 +284,7 @@ async def test_a_stream_never_delivers_the_same_change_twice_nor_skips_one(
 
 
 async def test_a_resume_into_history_that_is_no_longer_kept_gets_a_snapshot(
-    failing_bus: tuple[EventBus, FailingSource], owner: Actor, worker: Actor
+    failing_bus: tuple[EventBus, FlakySource], owner: Actor, worker: Actor
 ) -> None:
     bus, _ = failing_bus
     job = await rendering_job(owner, worker)
@@ -334,7 +308,7 @@ async def test_a_resume_into_history_that_is_no_longer_kept_gets_a_snapshot(
 
 
 async def test_a_replay_runs_through_an_earlier_attempt_that_ended_and_was_retried(
-    failing_bus: tuple[EventBus, FailingSource], owner: Actor, worker: Actor
+    failing_bus: tuple[EventBus, FlakySource], owner: Actor, worker: Actor
 ) -> None:
     bus, _ = failing_bus
     job = await jobs.submit_job(owner, submission())
@@ -361,7 +335,7 @@ async def test_a_replay_runs_through_an_earlier_attempt_that_ended_and_was_retri
 
 
 async def test_a_cursor_beyond_the_latest_event_is_refused(
-    failing_bus: tuple[EventBus, FailingSource], owner: Actor
+    failing_bus: tuple[EventBus, FlakySource], owner: Actor
 ) -> None:
     from domain.errors import BadUserInput
     from domain.events import Cursor

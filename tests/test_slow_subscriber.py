@@ -13,8 +13,8 @@ from gql.context import Context
 from gql.schema import schema
 from models import User
 from service import jobs, live
-from service.bus import InProcessBus, TableSource
-from service.events import set_publisher
+from service.bus import EventBus
+from tests.buses import FlakySource, started_bus
 from tests.conftest import Account
 from tests.factories import valid_submission
 
@@ -22,17 +22,13 @@ JOB_EVENTS = "subscription { jobEvents { kind sequence cursor job { id status } 
 
 
 @pytest_asyncio.fixture
-async def bus(db: str) -> AsyncIterator[InProcessBus]:
-    in_process = InProcessBus(TableSource())
-    await in_process.start()
-    previous = set_publisher(in_process)
-    yield in_process
-    set_publisher(previous)
-    await in_process.stop()
+async def bus(db: str) -> AsyncIterator[EventBus]:
+    async with started_bus(db, FlakySource()) as started:
+        yield started
 
 
 async def test_a_subscriber_too_far_behind_is_caught_up_from_the_history(
-    bus: InProcessBus, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
+    bus: EventBus, accounts: dict[str, Account], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live, "SUBSCRIBER_BUFFER", 4)
     admin = await User.get(id=accounts["admin"].id)
