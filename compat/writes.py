@@ -63,10 +63,11 @@ async def update_job(request: Request, actor: Actor) -> Response:
 
 
 async def _lost_job_error(actor: Actor, uid: str, job: Job | None, report: Report) -> bool:
-    """An `error` report from a worker about a job it held once and holds no more."""
-    if report.kind is not ReportKind.ERROR or (job is not None and job.worker_id == actor.id):
-        return False
-    return await queries.was_held_by(actor.id, uid)
+    holds_it = job is not None and job.worker_id == actor.id
+    if not nexrender_jobs.may_acknowledge_lost_job(report, holds_it=holds_it, held_it=True):
+        return False  # decided without asking the history
+    held_it = await queries.was_held_by(actor.id, uid)
+    return nexrender_jobs.may_acknowledge_lost_job(report, holds_it=holds_it, held_it=held_it)
 
 
 async def delete_job(request: Request, actor: Actor) -> Response:

@@ -404,6 +404,13 @@ def acknowledges_end(status: JobStatus, report: Report) -> bool:
     )
 
 
+def may_acknowledge_lost_job(report: Report, *, holds_it: bool, held_it: bool) -> bool:
+    """An `error` report from a worker about a job it held once and holds no more is taken
+    note of instead of refused: worker 1.8.16 reports `error` when its `finished` was refused
+    (another worker took the job over), and a refused `error` stops it for good."""
+    return report.kind is ReportKind.ERROR and held_it and not holds_it
+
+
 def acknowledged_error(report: Mapping[str, Any], uid: str) -> dict[str, Any]:
     """The answer to a worker's `error` report on a job that is no longer its own: its own
     report back (nothing it did not send is told), as the job it sent, now in error."""

@@ -443,3 +443,14 @@ def test_only_the_silent_worker_takes_back_its_requeued_job_and_only_right_after
     assert not may_reclaim(queued, stall_event("w1", duty=None), "w1")  # a hand-back
     assert not may_reclaim(queued, None, "w1")  # something happened since
     assert not may_reclaim(state(S.RENDERING), stall_event("w1"), "w1")
+
+
+def test_only_an_error_from_a_worker_that_lost_its_job_is_acknowledged() -> None:
+    from domain.nexrender_jobs import may_acknowledge_lost_job, parse_report
+
+    error = parse_report({"state": "error", "error": {}})
+    finished = parse_report({"state": "finished"})
+    assert may_acknowledge_lost_job(error, holds_it=False, held_it=True)
+    assert not may_acknowledge_lost_job(error, holds_it=True, held_it=True)  # its own: refused
+    assert not may_acknowledge_lost_job(error, holds_it=False, held_it=False)  # never its job
+    assert not may_acknowledge_lost_job(finished, holds_it=False, held_it=True)

@@ -121,11 +121,6 @@ class BusCore:
     def subscriber_count(self) -> int:
         return len(self._all)
 
-    @property
-    def position(self) -> int | None:
-        """The last event this process has dispatched (None until it knows)."""
-        return self._position
-
     def on_revocation(self, listener: RevocationListener) -> None:
         """Calls `listener(user_id)` for every revocation, from any process, and
         `listener(None)` when notices may have been lost."""
