@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import npm
 from tests.conftest import Account
-from tests.databases import running_in_ci
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer
 from tests.operations import CLAIM, COMPLETE, REPORT, SUBMIT, VALID_INPUT, mutate
@@ -30,48 +27,13 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
 JS = REPO / "tests" / "js"
 SCRIPT = JS / "subscribe.mjs"
-CACHE = REPO / ".cache" / "npm-client"
-STAMP = CACHE / ".installed-package.json"
-NPM_INSTALL_TIMEOUT = 300
 WAIT = 15.0
-
-
-def _unavailable(reason: str) -> None:
-    if running_in_ci():
-        pytest.fail(f"CI=true needs the graphql-ws client test: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def node_client() -> Path:
     """The folder whose node_modules hold the pinned graphql-ws and ws (installed once)."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if not path)
-        _unavailable(f"{missing} not found on PATH: the graphql-ws client needs Node.js 20+")
-    wanted = (JS / "package.json").read_text()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    # One installer at a time: the SQLite and PostgreSQL runs may start together.
-    with (CACHE.parent / "npm-client.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        installed = STAMP.read_text() if STAMP.exists() else None
-        if installed != wanted or not (CACHE / "node_modules").is_dir():
-            STAMP.unlink(missing_ok=True)
-            (CACHE / "package.json").write_text(wanted)
-            try:
-                result = subprocess.run(
-                    [npm, "install", "--no-audit", "--no-fund", "--prefix", str(CACHE)],
-                    cwd=CACHE,
-                    capture_output=True,
-                    text=True,
-                    timeout=NPM_INSTALL_TIMEOUT,
-                )
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"npm install took longer than {NPM_INSTALL_TIMEOUT}s")
-            if result.returncode != 0:
-                pytest.fail(f"npm install failed ({result.returncode}):\n{result.stderr[-3000:]}")
-            STAMP.write_text(wanted)
-    return CACHE
+    return npm.installed(JS / "package.json", "npm-client", "the graphql-ws client test")[1]
 
 
 class NodeSubscriber:

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import time
@@ -42,9 +40,9 @@ import pytest_asyncio
 
 from app.factory import create_app
 from app.settings import Settings
-from tests import nexrender_types
+from tests import nexrender_types, npm
 from tests.conftest import Account
-from tests.databases import running_in_ci, selected_backend
+from tests.databases import selected_backend
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, Socket, open_socket, serve
 
@@ -59,10 +57,6 @@ pytestmark = [
 
 REPO = Path(__file__).resolve().parent.parent
 JS = REPO / "tests" / "js" / "nexrender"
-CACHE = REPO / ".cache" / "npm-nexrender"
-STAMP = CACHE / ".installed-package.json"
-PREFIX = ("--prefix", str(CACHE))
-NPM_INSTALL_TIMEOUT = 300
 WAIT = 15.0  # one step of a client, one event
 RENDER_WAIT = 30.0  # a whole render by a real worker
 STALL_SECONDS = 2.0
@@ -90,12 +84,6 @@ mutation($id: ID!, $reason: String!) { cancelJob(id: $id, reason: $reason) { sta
 # --- the packages ------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    if running_in_ci():
-        pytest.fail(f"CI=true needs the Nexrender packages test: {reason}")
-    pytest.skip(reason)
-
-
 @dataclass(frozen=True)
 class Packages:
     node: str
@@ -107,36 +95,12 @@ class Packages:
 
 @pytest.fixture(scope="session")
 def nexrender() -> Packages:
-    """The pinned @nexrender packages, installed once into .cache/npm-nexrender."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if not path)
-        _unavailable(f"{missing} not found on PATH: the Nexrender packages need Node.js 20+")
-    assert node is not None and npm is not None
-    wanted = (JS / "package.json").read_text()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    # One installer at a time: the SQLite and PostgreSQL runs may start together.
-    with (CACHE.parent / "npm-nexrender.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        installed = STAMP.read_text() if STAMP.exists() else None
-        if installed != wanted or not (CACHE / "node_modules").is_dir():
-            STAMP.unlink(missing_ok=True)
-            (CACHE / "package.json").write_text(wanted)
-            try:
-                # No package of the tree needs an install script (checked: none has one).
-                result = subprocess.run(
-                    [npm, "install", "--no-audit", "--no-fund", "--ignore-scripts", *PREFIX],
-                    cwd=CACHE,
-                    capture_output=True,
-                    text=True,
-                    timeout=NPM_INSTALL_TIMEOUT,
-                )
-            except subprocess.TimeoutExpired:
-                pytest.fail(f"npm install took longer than {NPM_INSTALL_TIMEOUT}s")
-            if result.returncode != 0:
-                pytest.fail(f"npm install failed ({result.returncode}):\n{result.stderr[-3000:]}")
-            STAMP.write_text(wanted)
-    return Packages(node=node, folder=CACHE)
+    """The pinned @nexrender packages, installed once into .cache/npm-nexrender (no package of
+    the tree needs an install script: checked, none has one)."""
+    node, folder = npm.installed(
+        JS / "package.json", "npm-nexrender", "the Nexrender packages test", "--ignore-scripts"
+    )
+    return Packages(node=node, folder=folder)
 
 
 def test_the_pinned_packages_are_the_ones_that_run(nexrender: Packages) -> None:
