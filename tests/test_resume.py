@@ -48,6 +48,16 @@ async def rendering_job(owner: Actor, worker: Actor) -> Job:
     return claimed
 
 
+async def log_then_complete(job_id: str, changes: int, admin: Actor, worker: Actor) -> None:
+    """`changes` log lines by an admin (changes that never coalesce), letting others run every
+    ten, then the job's completion."""
+    for index in range(changes):
+        await jobs.append_log(job_id, [f"note {index}"], actor=admin)
+        if index % 10 == 0:
+            await asyncio.sleep(0)
+    await jobs.complete(job_id, actor=worker)
+
+
 async def sequences_of_job_updated(
     live_server: LiveServer, token: str, job_id: str, after: int | None
 ) -> list[int]:
@@ -74,20 +84,13 @@ async def test_clients_resuming_while_changes_commit_get_every_change_once_in_or
     changes = 120
     rng = random.Random(7)
 
-    async def write() -> None:
-        for index in range(changes):
-            await jobs.append_log(job.id, [f"note {index}"], actor=admin.actor)
-            if index % 10 == 0:
-                await asyncio.sleep(0)
-        await jobs.complete(job.id, actor=worker.actor)
-
     async def client(delay: float) -> tuple[int, list[int]]:
         await asyncio.sleep(delay)
         current = (await Job.get(id=job.id)).sequence
         after = rng.randint(0, current)
         return after, await sequences_of_job_updated(live, user.token, job.id, after)
 
-    writer = asyncio.create_task(write())
+    writer = asyncio.create_task(log_then_complete(job.id, changes, admin.actor, worker.actor))
     results = await asyncio.gather(*(client(0.02 * n) for n in range(10)))
     await writer
     final = (await Job.get(id=job.id)).sequence
@@ -102,13 +105,6 @@ async def test_job_events_resume_from_a_cursor_while_changes_commit(
     user, worker, admin = accounts["user"], accounts["worker"], accounts["admin"]
     job = await rendering_job(user.actor, worker.actor)
     changes = 80
-
-    async def write() -> None:
-        for index in range(changes):
-            await jobs.append_log(job.id, [f"note {index}"], actor=admin.actor)
-            if index % 10 == 0:
-                await asyncio.sleep(0)
-        await jobs.complete(job.id, actor=worker.actor)
 
     async def client(delay: float) -> tuple[int, list[int]]:
         await asyncio.sleep(delay)
@@ -128,7 +124,7 @@ async def test_job_events_resume_from_a_cursor_while_changes_commit(
                     if event["job"]["status"] == "COMPLETED":
                         return start.sequence, seen
 
-    writer = asyncio.create_task(write())
+    writer = asyncio.create_task(log_then_complete(job.id, changes, admin.actor, worker.actor))
     results = await asyncio.gather(*(client(0.03 * n) for n in range(6)))
     await writer
     final = (await Job.get(id=job.id)).sequence
