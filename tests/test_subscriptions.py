@@ -194,26 +194,38 @@ async def test_abrupt_disconnects_release_every_subscription(
 
 
 async def test_a_change_made_while_the_listen_connection_is_lost_still_arrives(
-    live: LiveServer, http: GraphQLClient, accounts: dict[str, Account], backend: str
+    live: LiveServer, http: GraphQLClient, accounts: dict[str, Account], backend: str, db: str
 ) -> None:
     if backend != "postgres":
         pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
-    from tortoise import connections
+    import asyncpg
+
+    from service.bus.postgres import listen_dsn
 
     job_id = await submit(http, accounts["user"].token)
+    bus = live.app.state.bus
+    name = db.rsplit("/", 1)[1]
+    # A database cannot refuse connections to itself: ask from the server's default database.
+    admin = await asyncpg.connect(listen_dsn(db.rsplit("/", 1)[0] + "/postgres"))
     async with open_socket(live) as socket:
         await socket.init(accounts["user"].token)
         await socket.subscribe(JOB_UPDATED, {"id": job_id})
         assert event_of(await socket.next_payload())[0] == "SNAPSHOT"
-        pid = live.app.state.bus.listen_backend_pid
-        await connections.get("default").execute_query("SELECT pg_terminate_backend($1)", [pid])
-        # Its notification goes nowhere; the change is in the history all the same.
-        await mutate(
-            http, accounts["user"].token,
-            "mutation($id: ID!) { setJobPriority(id: $id, priority: 9) { id } }", id=job_id,
-        )  # fmt: skip
-        changed = (await socket.next_payload())["data"]["jobUpdated"]
-        assert (changed["kind"], changed["sequence"]) == ("PRIORITY_CHANGED", 4)
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        try:
+            await admin.execute("SELECT pg_terminate_backend($1)", bus.listen_backend_pid)
+            # Nobody listens now, and the LISTEN connection cannot come back: the change
+            # (through the pool's open connections) reaches the subscriber from the table.
+            await mutate(
+                http, accounts["user"].token,
+                "mutation($id: ID!) { setJobPriority(id: $id, priority: 9) { id } }", id=job_id,
+            )  # fmt: skip
+            changed = (await socket.next_payload())["data"]["jobUpdated"]
+            assert (changed["kind"], changed["sequence"]) == ("PRIORITY_CHANGED", 4)
+            assert bus.listen_backend_pid is None
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
 
 
 async def test_allowed_origins_decide_which_browser_pages_may_open_a_websocket(
