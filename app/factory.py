@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from app.body_limit import BodySizeLimit
 from app.database import open_database
 from app.health import healthz
+from app.pages import page_routes
 from app.settings import Settings
 from compat.routes import PREFIX as NEXRENDER_PREFIX
 from compat.routes import routes as nexrender_routes
@@ -69,6 +70,7 @@ def create_app(
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             Mount(NEXRENDER_PREFIX, routes=nexrender_routes(health=healthz)),
+            *page_routes(),
         ],
         middleware=[Middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)],
         lifespan=lifespan,
