@@ -65,6 +65,11 @@ def can_manage_users(actor: Actor) -> bool:
     return actor.is_admin
 
 
+def can_watch_workers(actor: Actor) -> bool:
+    """The workers view (who holds what, who went silent) is the farm operator's: admins."""
+    return actor.is_admin
+
+
 def can_see_person(viewer: Actor, person_id: str, person_role: Role) -> bool:
     """Who made a change or held a job, as a job's history names them: admins see everyone,
     anyone sees themselves, users see the admins and workers who touched their jobs, and

@@ -32,7 +32,9 @@ from service.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 DEFAULT_MAX_COST = 5_000
 # Lists and how many items they may hold when the query does not say.
 PAGED_FIELDS = frozenset({"jobs", "queue", "events"})
-USERS_ESTIMATE = MAX_PAGE_SIZE  # `users` is an admin's list of every account
+# Unpaged lists: an admin's list of every account and of every worker, and the jobs one worker
+# renders at once.
+LIST_ESTIMATES = {"users": MAX_PAGE_SIZE, "workers": MAX_PAGE_SIZE, "heldJobs": 4}
 # Fields whose value is bulk text count one node per KiB they may hold: a whole log up to
 # 256 KiB by default, a log line up to 4 KiB, a render spec up to 256 KiB of JSON (and more once
 # escaped in the response). Five thousand nodes then bound a response to a few MiB of them.
@@ -122,9 +124,7 @@ def _items(name: str, arguments: Mapping[str, Any]) -> int:
         asked = [arguments.get("first"), arguments.get("last")]
         sizes = [size for size in asked if isinstance(size, int) and size >= 0]
         return min(max(sizes), MAX_PAGE_SIZE) if sizes else DEFAULT_PAGE_SIZE
-    if name == "users":
-        return USERS_ESTIMATE
-    return 1
+    return LIST_ESTIMATES.get(name, 1)
 
 
 def _arguments(field: FieldNode, variables: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:

@@ -7,6 +7,7 @@ from strawberry.types import Info
 
 from gql.context import require_actor
 from gql.types import Job, JobConnection, JobStats, User, resolve_jobs
+from gql.workers import WorkerStatus, resolve_workers
 from service import queries
 
 
@@ -41,3 +42,9 @@ class Query:
     @strawberry.field(description="Every user (admins only).")
     async def users(self, info: Info) -> list[User]:
         return [User.of(user) for user in await queries.all_users(require_actor(info))]
+
+    workers: list[WorkerStatus] = strawberry.field(
+        resolver=resolve_workers,
+        description="Every WORKER account, active ones first: the jobs it holds, its last "
+        "heartbeat, whether it went silent (admins only).",
+    )

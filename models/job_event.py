@@ -46,4 +46,8 @@ class JobEventRecord(Model):
     class Meta:
         table = "job_events"
         unique_together = (("job", "sequence"),)
-        indexes = (Index(fields=("at",), name="idx_job_events_at"),)
+        indexes = (
+            Index(fields=("at",), name="idx_job_events_at"),
+            # A worker's last action (the workers query): the newest event it made, by index.
+            Index(fields=("actor_id", "at"), name="idx_job_events_actor_at"),
+        )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise import BaseDBAsyncClient, connections, fields
@@ -24,7 +24,7 @@ from domain.lifecycle import TERMINAL_STATUSES
 from domain.status import JobStatus
 from models import Job
 from models.job import SUBMITTED_FIELDS
-from service.job_store import STATE_FIELDS, placeholder
+from service.job_store import STATE_FIELDS, moment_of, placeholder
 
 # Any fixed number: the key of the advisory lock that orders event positions by commit.
 _POSITION_LOCK_KEY = 0x7274_6576
@@ -236,7 +236,7 @@ def _event_of(row: dict[str, Any]) -> JobEvent:
         previous_status=JobStatus(previous) if previous else None,
         progress=int(row["progress"]),
         sequence=int(row["sequence"]),
-        updated_at=_moment(row["at"]),
+        updated_at=moment_of(row["at"]),
         worker_id=row["worker_id"],
         actor_id=row["actor_id"],
         duty=Duty(row["duty"]) if row["duty"] else None,
@@ -244,11 +244,6 @@ def _event_of(row: dict[str, Any]) -> JobEvent:
         state=state,
         position=int(row["id"]),
     )
-
-
-def _moment(value: datetime | str) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def histories(

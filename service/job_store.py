@@ -9,7 +9,7 @@ whose status conditions are literals, so that the planner uses the partial index
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import BaseDBAsyncClient
@@ -81,6 +81,12 @@ async def with_render_spec(connection: BaseDBAsyncClient, job: Job) -> Job:
     if not has_render_spec(job):
         job.nexrender_config = (await render_specs(connection, [job.id])).get(job.id)
     return job
+
+
+def moment_of(value: datetime | str) -> datetime:
+    """A timestamp as a raw statement answers it (SQLite: text), in UTC."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def state_of(job: Job) -> JobState:

@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from tortoise import connections
@@ -360,15 +360,10 @@ async def status_entries(job_ids: list[str]) -> dict[str, list[StatusEntry]]:
             (
                 JobStatus(row["status"]),
                 JobStage(row["stage"]) if row["stage"] else None,
-                _moment(row["first_at"]),
+                job_store.moment_of(row["first_at"]),
             )
         )
     return found
-
-
-def _moment(value: datetime | str) -> datetime:
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def was_held_by(worker_id: str, job_id: str) -> bool:

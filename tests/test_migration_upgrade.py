@@ -29,6 +29,7 @@ INIT = "0_20261128133505_init.py"
 QUEUE_CORE = "1_20261128204306_queue_core.py"
 JOB_EVENTS = "2_20261128233947_job_events.py"
 NEXRENDER_COMPAT = "3_20261129003553_nexrender_compat.py"
+WORKER_ACTIVITY = "4_20261129024323_worker_activity.py"
 USER = ("u1", "ada@example.com", "Ada", "USER", "h" * 64, True)
 OLD_JOBS = [
     # id, status, logs, started_at
@@ -126,7 +127,7 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
             [(INSERT_USER, list(USER))] + [(INSERT_JOB, job_values(job)) for job in OLD_JOBS],
         )
 
-        assert await apply_migrations(url) == [QUEUE_CORE, JOB_EVENTS, NEXRENDER_COMPAT]
+        assert await apply_migrations(url) == [QUEUE_CORE, JOB_EVENTS, NEXRENDER_COMPAT, WORKER_ACTIVITY]
 
         jobs, lines = await run_sql(
             url,
@@ -192,7 +193,7 @@ async def test_migration_2_gives_log_lines_their_jobs_sequence_and_starts_no_his
             + [(INSERT_LINE, [job_id, line, len(line) + 1]) for job_id, line in LINES],
         )
 
-        assert await apply_migrations(url) == [JOB_EVENTS, NEXRENDER_COMPAT]
+        assert await apply_migrations(url) == [JOB_EVENTS, NEXRENDER_COMPAT, WORKER_ACTIVITY]
 
         events_before, lines, _, events_after = await run_sql(
             url,
@@ -221,7 +222,22 @@ async def test_migration_3_leaves_existing_jobs_without_stage_or_tags(tmp_path: 
             + [(INSERT_JOB_V1, job_v1_values(job_id, seq)) for job_id, seq in SEQUENCES.items()],
         )
 
-        assert await apply_migrations(url) == [NEXRENDER_COMPAT]
+        assert await apply_migrations(url) == [NEXRENDER_COMPAT, WORKER_ACTIVITY]
 
         [jobs] = await run_sql(url, [('SELECT id, stage, tags FROM "jobs" ORDER BY id', [])])
     assert jobs == [{"id": job_id, "stage": None, "tags": None} for job_id in sorted(SEQUENCES)]
+
+
+async def test_migration_4_indexes_each_actors_events(tmp_path: Path) -> None:
+    async with empty_database(tmp_path) as url:
+        await apply_only(url, tmp_path, [INIT, QUEUE_CORE, JOB_EVENTS, NEXRENDER_COMPAT])
+
+        assert await apply_migrations(url) == [WORKER_ACTIVITY]
+
+        listing = (
+            "SELECT indexname AS name FROM pg_indexes WHERE tablename = 'job_events'"
+            if url.startswith("postgres")
+            else "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'job_events'"
+        )
+        [indexes] = await run_sql(url, [(listing, [])])
+    assert "idx_job_events_actor_at" in {row["name"] for row in indexes}

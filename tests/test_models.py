@@ -254,4 +254,5 @@ async def test_the_migration_is_recorded(db: str) -> None:
         "1_20261128204306_queue_core.py",
         "2_20261128233947_job_events.py",
         "3_20261129003553_nexrender_compat.py",
+        "4_20261129024323_worker_activity.py",
     ]
