@@ -8,8 +8,9 @@ TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: run test lint schema bench migrate demo clean
 
+# RENDERTRACK_HOST and RENDERTRACK_PORT (default 127.0.0.1:8000) pick the address.
 run: $(BASE_STAMP)
-	$(BIN)/rendertrack serve --host 127.0.0.1 --port 8000
+	$(BIN)/rendertrack serve
 
 test: $(TEST_STAMP)
 	$(BIN)/ruff check .
@@ -38,13 +39,20 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis .cache
 
 $(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "Creating $(VENV)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip > /dev/null 2>&1 || true
+
+# pip's output goes to $(INSTALL_LOG), shown only when the install fails.
+INSTALL_LOG := $(VENV)/install.log
+PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 $(BASE_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e .
-	touch $@
+	@echo "Installing rendertrack into $(VENV) (log: $(INSTALL_LOG))"
+	@$(PIP_INSTALL) -e . > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }
+	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@ $(BASE_STAMP)
+	@echo "Installing rendertrack with its test tools into $(VENV) (log: $(INSTALL_LOG))"
+	@$(PIP_INSTALL) -e '.[test]' > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }
+	@touch $@ $(BASE_STAMP)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from app.database import open_database, prepare_database_location, redact
+from app.jobs_cli import add_job_commands
 from app.migrations import apply_migrations, pending_model_changes
 from app.settings import ENVIRONMENT_HELP, Settings
 from app.sqlite_lock import SQLiteInUse, hold_server_lock
@@ -112,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     deactivate.add_argument("--email", required=True)
     deactivate.set_defaults(handler=_users_deactivate)
 
+    add_job_commands(commands, _with_database)
+
     simulate = commands.add_parser(
         "simulate-worker",
         help="a render worker without After Effects: claims jobs and reports progress over HTTP",
@@ -140,12 +143,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         server_lock = hold_server_lock(settings.database_url)
     except SQLiteInUse as refusal:
         return _fail(str(refusal))
-    asyncio.run(_prepare_database(settings, admin_email))
+    base_url = f"http://{_url_host(host)}:{port}"
+    asyncio.run(_prepare_database(settings, admin_email, base_url))
     # Worker processes read their settings from the environment: hand them the final values.
     os.environ["RENDERTRACK_DATABASE_URL"] = settings.database_url
     os.environ["RENDERTRACK_HOST"] = host
     os.environ["RENDERTRACK_PORT"] = str(port)
-    _say(f"serving GraphQL on http://{host}:{port}/graphql ({redact(settings.database_url)})")
+    _say(
+        f"serving the dashboard on {base_url}/ and GraphQL on {base_url}/graphql "
+        f"({redact(settings.database_url)})"
+    )
     uvicorn.run(
         "app.factory:create_app_from_env",
         factory=True,
@@ -189,7 +196,9 @@ def _admin_email(args: argparse.Namespace, settings: Settings) -> str | None:
         raise ValueError(f"{source}: {refusal.errors[0].message}") from None
 
 
-async def _prepare_database(settings: Settings, admin_email: str | None = None) -> None:
+async def _prepare_database(
+    settings: Settings, admin_email: str | None = None, base_url: str | None = None
+) -> None:
     applied = await _apply_migrations(settings.database_url)
     for name in applied:
         _say(f"applied migration {name}")
@@ -200,16 +209,38 @@ async def _prepare_database(settings: Settings, admin_email: str | None = None) 
                     f"the database has users already: no ADMIN created for {admin_email} "
                     "(--admin-email and RENDERTRACK_ADMIN_EMAIL name the first user only)"
                 )
+            _say(
+                "Lost a token? 'rendertrack users rotate-token --email <address>' gives that "
+                "user a new one ('rendertrack users list' shows the addresses)."
+            )
             return
         issued = await users.create_user(
             admin_email or BOOTSTRAP_ADMIN_EMAIL, "Administrator", Role.ADMIN
         )
-        _say(f"created the first user, {issued.user.email} (ADMIN). Its API token, shown once:")
-        print(issued.token, flush=True)
-        _say(
-            "Use it as the header 'Authorization: Bearer <token>' (in GraphiQL: the Headers "
-            "tab), and create more users with 'rendertrack users create'."
-        )
+        _announce_first_admin(issued, base_url)
+
+
+def _announce_first_admin(issued: users.IssuedToken, base_url: str | None) -> None:
+    """The first ADMIN's token in a block that stands out from the server's log lines. The token
+    alone goes to stdout, where a script captures it; the rest is for the person reading."""
+    rule = "=" * 78
+    email = issued.user.email
+    _say(f"\n{rule}\n  Created the first user, {email} (ADMIN). Its API token, shown once:\n")
+    print(issued.token, flush=True)
+    lines = ["", "  Sign in with it:"]
+    if base_url is not None:
+        lines += [
+            f"    dashboard  {base_url}/",
+            f"    GraphiQL   {base_url}/graphql  (Headers tab: "
+            '{"Authorization": "Bearer <token>"})',
+        ]
+    lines += [
+        "  Every API call sends the header 'Authorization: Bearer <token>'.",
+        "  More users: 'rendertrack users create --email <address> --role user|worker|admin'.",
+        f"  Lost it? 'rendertrack users rotate-token --email {email}' gives a new one.",
+        rule,
+    ]
+    _say("\n".join(lines))
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,6 +326,16 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
 async def _apply_migrations(url: str) -> list[str]:
     prepare_database_location(url)  # a SQLite path that cannot be used: one clear error
     return await apply_migrations(url)
+
+
+def _url_host(host: str) -> str:
+    """The host as a URL names it: an IPv6 address in brackets; 0.0.0.0 and :: (every
+    address) as the loopback address a browser on this machine reaches."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def _positive_int(raw: str) -> int:

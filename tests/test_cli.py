@@ -250,6 +250,9 @@ async def test_serve_bootstraps_an_admin_once_and_serves_health_and_graphiql(
     assert server.stdout_rest == b"", "stdout must hold the token alone"
     log = server.log_text()
     assert "Authorization: Bearer" in log and "ADMIN" in log
+    assert f"dashboard  {server.http_url}/" in log
+    assert f"GraphiQL   {server.http_url}/graphql" in log
+    assert "rendertrack users rotate-token --email admin@example.com" in log
     assert "Traceback" not in log
     assert [user[1] for user in listed_users(url, tmp_path)] == ["admin@example.com"]
     assert token.startswith("rt_")
@@ -259,7 +262,8 @@ async def test_serve_bootstraps_an_admin_once_and_serves_health_and_graphiql(
         await again.stop()
     assert again.stopped_by_sigint
     assert again.stdout_rest == b"", "a second start must not create another admin or a token"
-    assert "created the first user" not in again.log_text()
+    assert "created the first user" not in again.log_text().lower()
+    assert "Lost a token? 'rendertrack users rotate-token" in again.log_text()
     admins = [user for user in listed_users(url, tmp_path) if user[2] == "ADMIN"]
     assert len(admins) == 1
 
