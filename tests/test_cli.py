@@ -1,7 +1,9 @@
 """The `rendertrack` command, run as a real subprocess the way a person or a script runs it.
 
-Each test has a SQLite file of its own (RENDERTRACK_DATABASE_URL=sqlite:///abs/path), also on the
-PostgreSQL run. Serving PostgreSQL with several processes is tests/test_many_processes.py.
+Each test has a SQLite file of its own (RENDERTRACK_DATABASE_URL=sqlite:///abs/path) whatever
+the suite's database, so the module runs in the SQLite pass only: the PostgreSQL pass would repeat
+it exactly. The commands on PostgreSQL: tests/test_jobs_cli.py (the suite's database) and
+tests/test_many_processes.py (serving with several processes).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.databases import selected_backend
 from tests.server_process import environment, rendertrack_serve
+
+ONLY_IN_THE_SQLITE_PASS = pytest.mark.skipif(
+    selected_backend() == "postgres",
+    reason="the command runs on a SQLite file of the test's own: the SQLite pass runs it",
+)
+pytestmark = [ONLY_IN_THE_SQLITE_PASS]
 
 RENDERTRACK = Path(sys.executable).parent / "rendertrack"
 COMMAND_TIMEOUT = 60.0
