@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint schema bench migrate demo clean
+.PHONY: run test lint schema bench migrate demo clean graphiql-assets
 
 # RENDERTRACK_HOST and RENDERTRACK_PORT (default 127.0.0.1:8000) pick the address.
 run: $(BASE_STAMP)
@@ -56,3 +56,8 @@ $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
 	@echo "Installing rendertrack with its test tools into $(VENV) (log: $(INSTALL_LOG))"
 	@$(PIP_INSTALL) -e '.[test]' > $(INSTALL_LOG) 2>&1 || { cat $(INSTALL_LOG); exit 1; }
 	@touch $@ $(BASE_STAMP)
+
+# GraphiQL's files under app/static/graphiql/, fetched again with npm (tools/vendor_graphiql.py):
+# the versions Strawberry's own page loads from a CDN, which rendertrack serves itself.
+graphiql-assets:
+	$(PYTHON) tools/vendor_graphiql.py
