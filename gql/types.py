@@ -85,6 +85,11 @@ class Job:
     not_before: datetime | None = strawberry.field(
         description="After a retryable failure: the job is not handed out before this time."
     )
+    sequence: int = strawberry.field(
+        description="The sequence of the change that left the job as shown (1, 2, 3, ... per "
+        "job): of two views of a job, the higher sequence is the newer; "
+        "`jobUpdated(id, afterSequence)` resumes right after it."
+    )
     model: strawberry.Private[JobModel]
 
     @classmethod
@@ -116,6 +121,7 @@ class Job:
             max_attempts=job.max_attempts,
             heartbeat_at=job.heartbeat_at,
             not_before=job.not_before,
+            sequence=job.sequence,
             model=job,
         )
 

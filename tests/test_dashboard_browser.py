@@ -110,20 +110,24 @@ MODULE_RULES = """async () => {
   const again = subscriptions[1].variables();
 
   const model = new JobsModel();
-  const job = (status, updatedAt) => ({ id: "j", status, updatedAt, projectName: "P",
-    outputName: "p.mp4", createdAt: "2026-01-01T00:00:00+00:00" });
+  const job = (status, updatedAt, sequence) => ({ id: "j", status, updatedAt, sequence,
+    projectName: "P", outputName: "p.mp4", createdAt: "2026-01-01T00:00:00+00:00" });
   const sentAt = performance.now();
-  model.applyChange(job("RENDERING", "2026-01-01T00:00:02.000002+00:00"));
-  model.applyList([job("QUEUED", "2026-01-01T00:00:02.000001+00:00")], 1, sentAt);
+  model.applyChange(job("RENDERING", "2026-01-01T00:00:02.000002+00:00", 4));
+  model.applyList([job("QUEUED", "2026-01-01T00:00:02.000001+00:00", 3)], 1, sentAt);
   const afterOlderRead = model.get("j").status;
-  model.applyChange(job("QUEUED", "2026-01-01T00:00:01+00:00"));
+  model.applyChange(job("QUEUED", "2026-01-01T00:00:01+00:00", 2));
   const afterOlderChange = model.get("j").status;
-  model.applyList([job("COMPLETED", "2026-01-01T00:00:03+00:00")], 1, performance.now());
+  model.applyList([job("COMPLETED", "2026-01-01T00:00:03+00:00", 5)], 1, performance.now());
   const afterNewerRead = model.get("j").status;
+  // Two server processes' clocks may disagree: the sequence decides, not the time.
+  model.applyChange(job("FAILED", "2026-01-01T00:00:02+00:00", 6));
+  const afterNewerSequence = model.get("j").status;
 
   const delays = (random) => [0, 1, 2, 3, 4, 5, 10, 50].map((n) => reconnectDelay(n, random));
   return { fresh, handled, resumed, readsAfterReconnect, reads, again, afterOlderRead,
-           afterOlderChange, afterNewerRead, low: delays(() => 0), high: delays(() => 1) };
+           afterOlderChange, afterNewerRead, afterNewerSequence,
+           low: delays(() => 0), high: delays(() => 1) };
 }"""
 
 
@@ -441,6 +445,7 @@ async def test_the_pages_rules_for_resuming_merging_and_backing_off(
     assert rules["afterOlderRead"] == "RENDERING"  # a read older than a change loses
     assert rules["afterOlderChange"] == "RENDERING"
     assert rules["afterNewerRead"] == "COMPLETED"
+    assert rules["afterNewerSequence"] == "FAILED"
     assert rules["low"] == [250, 500, 1000, 2000, 4000, 5000, 5000, 5000]  # jitter: half...
     assert rules["high"] == [500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]  # ...to all
 

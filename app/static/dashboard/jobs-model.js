@@ -1,6 +1,6 @@
 // The jobs the table shows, with no DOM: a job list read from the API and the live stream's
-// changes merged so that an older state never overwrites a newer one (each change moves the
-// job's updatedAt), whatever order the query and the stream answer in.
+// changes merged so that an older state never overwrites a newer one (each change raises the
+// job's sequence), whatever order the query and the stream answer in.
 
 import { instantKey } from "./time.js";
 
@@ -16,6 +16,9 @@ export const STATUSES = [
 export const TERMINAL_STATUSES = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 export function isNotOlder(candidate, current) {
+  if (Number.isInteger(candidate.sequence) && Number.isInteger(current.sequence)) {
+    return candidate.sequence >= current.sequence;
+  }
   return instantKey(candidate.updatedAt) >= instantKey(current.updatedAt);
 }
 

@@ -10,7 +10,7 @@ const PERSON = "id email name";
 export const JOB_ROW = `
 fragment JobRow on Job {
   id projectName outputName status stage priority progress queuePosition
-  estimatedCompletionAt estimatedStartAt createdAt updatedAt
+  estimatedCompletionAt estimatedStartAt createdAt updatedAt sequence
   errorMessage cancelledReason allowedTransitions
   user { ${PERSON} }
   worker { ${PERSON} }
