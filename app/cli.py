@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -153,32 +152,32 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         f"serving the dashboard on {base_url}/ and GraphQL on {base_url}/graphql "
         f"({redact(settings.database_url)})"
     )
-    uvicorn.run(
-        "app.factory:create_app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=args.workers,
-        proxy_headers=False,
-        log_level="info",
-        log_config=_stderr_logging(),
-    )
+    from app.factory import GRACEFUL_SHUTDOWN_SECONDS, serving_process
+
+    with serving_process(args.workers):
+        uvicorn.run(
+            "app.factory:create_app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            proxy_headers=False,
+            log_level="info",
+            log_config=_stderr_logging(settings.log_format),
+            access_log=False,  # the app logs each request itself, with more (app/logs.py)
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
     if server_lock is not None:
         server_lock.close()
     return 0
 
 
-def _stderr_logging() -> dict:
-    """uvicorn's logging with its access log on stderr too (its default is stdout): stdout
-    carries only what a script captures, the bootstrap token."""
-    from uvicorn.config import LOGGING_CONFIG
+def _stderr_logging(log_format: str = "text") -> dict:
+    """The server's logging (RENDERTRACK_LOG_FORMAT), all of it on stderr: stdout carries only
+    what a script captures, the bootstrap token."""
+    from app.logs import logging_config
 
-    config = copy.deepcopy(LOGGING_CONFIG)
-    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
-    # rendertrack's own messages (the sweeper's actions, unexpected errors) beside uvicorn's.
-    for package in ("app", "gql", "service"):
-        config["loggers"][package] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return config
+    return logging_config(log_format)
 
 
 def _admin_email(args: argparse.Namespace, settings: Settings) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.joblog import DEFAULT_LOG_LIMIT_BYTES
 from domain.leases import DEFAULT_RETRY_BACKOFF_SECONDS, DEFAULT_STALL_TIMEOUT_SECONDS
@@ -37,6 +37,9 @@ LIMITS: dict[str, tuple[float, float]] = {
     "RENDERTRACK_RETRY_BACKOFF": (0.0, DAY),
     "RENDERTRACK_SWEEP_INTERVAL": (0.1, 3600.0),
 }
+LOG_FORMATS = ("text", "json", "keyvalue")
+# A shared secret for scrapers: long enough not to be guessed, one header value.
+MIN_METRICS_TOKEN_CHARS = 16
 
 ENVIRONMENT_HELP = """\
 environment:
@@ -71,6 +74,10 @@ environment:
                                     0 keeps every event, up to 36500)
   RENDERTRACK_ADMIN_EMAIL           address of the ADMIN that serve creates on an empty
                                     database (default: admin@example.com; --admin-email wins)
+  RENDERTRACK_LOG_FORMAT            text (default), json (one object per line) or keyvalue
+                                    (key=value pairs): the server's log lines, one per request
+  RENDERTRACK_METRICS_TOKEN         when set, GET /metrics needs 'Authorization: Bearer <it>'
+                                    (16 or more printable characters; default: no token)
 """
 
 
@@ -94,6 +101,8 @@ class Settings:
     event_retention_days: int = DEFAULT_EVENT_RETENTION_DAYS
     # As given; `rendertrack serve` checks it (an empty database's first ADMIN).
     admin_email: str | None = None
+    log_format: str = "text"
+    metrics_token: str | None = field(default=None, repr=False)  # a secret
 
     def service_settings(self) -> ServiceSettings:
         return ServiceSettings(
@@ -157,6 +166,8 @@ class Settings:
                 unit="a number of days",
             ),
             admin_email=env.get("RENDERTRACK_ADMIN_EMAIL", "").strip() or None,
+            log_format=_log_format(env.get("RENDERTRACK_LOG_FORMAT", "")),
+            metrics_token=_metrics_token(env.get("RENDERTRACK_METRICS_TOKEN", "")),
         )
 
 
@@ -164,6 +175,29 @@ def _port(raw: str) -> int:
     if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
         raise ValueError(f"RENDERTRACK_PORT must be a port number, not {raw!r}")
     return int(raw)
+
+
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower() or "text"
+    if value not in LOG_FORMATS:
+        raise ValueError(
+            f"RENDERTRACK_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {raw!r}"
+        )
+    return value
+
+
+def _metrics_token(raw: str) -> str | None:
+    """None when unset; else the token (never quoted back in the refusal: it is a secret)."""
+    value = raw.strip()
+    if not value:
+        return None
+    printable = value.isascii() and value.isprintable() and " " not in value
+    if not printable or len(value) < MIN_METRICS_TOKEN_CHARS:
+        raise ValueError(
+            f"RENDERTRACK_METRICS_TOKEN must be at least {MIN_METRICS_TOKEN_CHARS} printable "
+            "ASCII characters without spaces"
+        )
+    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketState
 
 from models import User
+from service import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,12 @@ class ConnectionRegistry:
         if self.count(user.id) >= self.max_per_user:
             raise TooManyConnections(self.max_per_user)
         self._holders[websocket] = _Holder(user.id, user.token_hash)
+        metrics.WEBSOCKETS.inc()
+        metrics.note_user(user.id)  # the websocket's log line names its user
 
     def discard(self, websocket: WebSocket) -> None:
-        self._holders.pop(websocket, None)
+        if self._holders.pop(websocket, None) is not None:
+            metrics.WEBSOCKETS.dec()
 
     def revoke(self, user_id: str | None) -> None:
         """The bus's revocation listener: closes the user's connections; with None (notices
@@ -95,7 +99,7 @@ class ConnectionRegistry:
                 self._close(websocket)
 
     def _close(self, websocket: WebSocket) -> None:
-        self._holders.pop(websocket, None)
+        self.discard(websocket)
         self._spawn(_close(websocket))
 
     def _spawn(self, work: object) -> None:

@@ -1,10 +1,16 @@
 """Strawberry's two websocket protocol handlers, with refusals that say why: a refused
 connection_init closes the socket with 4403 and the reason on both protocols (Strawberry closes
 graphql-transport-ws with a bare "Forbidden" and the legacy protocol with 1011), and the
-subscription cap's refusal is coded (Strawberry sends a bare "Subscription limit reached")."""
+subscription cap's refusal is coded (Strawberry sends a bare "Subscription limit reached").
+
+Both count the subscriptions they run (service.metrics), and keep the queries and mutations in
+flight, so that a stopping server lets them finish before it closes the websockets."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from strawberry.exceptions import ConnectionRejectionError
@@ -12,6 +18,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from service import metrics
 
 STRAWBERRY_LIMIT_MESSAGE = "Subscription limit reached"
 CODE = "TOO_MANY_SUBSCRIPTIONS"
@@ -71,10 +79,49 @@ class _RefusalCloser:
         await self._adapter.close(code, reason)
 
 
+# The queries and mutations running on this process's websockets (their operations' tasks).
+_in_flight: set[asyncio.Task[Any]] = set()
+
+
+async def operations_finished() -> None:
+    """Returns once the queries and mutations running on websockets now have finished (bound
+    the wait with asyncio.timeout)."""
+    running = {task for task in _in_flight if not task.done()}
+    if running:
+        await asyncio.wait(running)
+
+
+@contextlib.contextmanager
+def _operation(query: object, operation_name: object) -> Iterator[None]:
+    """Around one operation's task: a subscription is counted while it runs; any other
+    operation is kept in flight."""
+    kind, _ = metrics.graphql_operation(query, operation_name)
+    if kind == "subscription":
+        metrics.SUBSCRIPTIONS.inc()
+        try:
+            yield
+        finally:
+            metrics.SUBSCRIPTIONS.dec()
+        return
+    task = asyncio.current_task()
+    if task is None:
+        yield
+        return
+    _in_flight.add(task)
+    try:
+        yield
+    finally:
+        _in_flight.discard(task)
+
+
 class TransportWSHandler(BaseGraphQLTransportWSHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.websocket = _RefusalCloser(self.websocket, self.context)
+
+    async def run_operation(self, operation: Any) -> None:
+        with _operation(operation.query, operation.operation_name):
+            await super().run_operation(operation)
 
     async def send_message(self, message: Any) -> None:
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))
@@ -99,6 +146,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             await self.websocket.close(code=MALFORMED_CLOSE_CODE, reason="stop needs a string id")
             return
         await super().handle_stop(message)
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: Any
+    ) -> None:
+        with _operation(query, operation_name):
+            await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def send_message(self, message: Any) -> None:
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))

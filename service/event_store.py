@@ -24,6 +24,7 @@ from domain.lifecycle import TERMINAL_STATUSES
 from domain.status import JobStatus
 from models import Job
 from models.job import SUBMITTED_FIELDS
+from service import metrics
 from service.job_store import STATE_FIELDS, moment_of, placeholder
 
 # Any fixed number: the key of the advisory lock that orders event positions by commit.
@@ -80,6 +81,7 @@ async def record(connection: BaseDBAsyncClient, events: Sequence[JobEvent]) -> l
     )
     # Ids are handed out in the order of the VALUES rows, increasing.
     positions = sorted(int(row["id"]) for row in inserted)
+    metrics.events_recorded(events)
     return [
         _with_position(event, position) for event, position in zip(events, positions, strict=True)
     ]

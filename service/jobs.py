@@ -32,7 +32,7 @@ from domain.validation import (
 )
 from models import Job
 from models.base import new_id
-from service import clock, event_store, job_logs, job_store, settings
+from service import clock, event_store, job_logs, job_store, metrics, settings
 from service.events import publisher
 from service.job_store import LostRace
 
@@ -137,6 +137,7 @@ async def set_priority(job_id: str, priority: object, actor: Actor | None = None
     return await _run(job_id, _manager_check(actor), steps, actor)
 
 
+@metrics.claim
 async def claim_next(
     worker: Actor, *, tags: object = (), with_render_spec: bool = False
 ) -> Job | None:
@@ -165,6 +166,7 @@ async def claim_next(
     return None
 
 
+@metrics.claim
 async def claim(job_id: str, worker: Actor) -> Job:
     """`worker` takes this QUEUED job (a Nexrender worker 1.8 picks a job from the list itself),
     if a claim could hand it out now: out of its retry backoff, before its deadline. Of two
@@ -179,6 +181,7 @@ async def claim(job_id: str, worker: Actor) -> Job:
     return await _run(job_id, _visible_check(worker), steps, worker)
 
 
+@metrics.claim
 async def reclaim(job_id: str, worker: Actor) -> Job:
     """`worker` takes back the job the sweeper requeued because it went silent, as a new claim,
     if nothing has happened to the job since (leases.may_reclaim) and a claim could hand it out
@@ -223,6 +226,7 @@ async def report_progress(
     return await report(job_id, actor, progress=value, stage=stage, log_line=log_line, lease=lease)
 
 
+@metrics.progress_report
 async def report(
     job_id: str,
     actor: Actor | None = None,

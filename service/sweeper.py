@@ -19,7 +19,7 @@ from tortoise import connections
 from domain.errors import DomainError
 from domain.status import JobStatus
 from models import Job
-from service import clock, event_store, job_store, jobs, settings
+from service import clock, event_store, job_store, jobs, metrics, settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ async def sweep_once(now: datetime | None = None, *, recover_stalled: bool = Tru
 
     async for _ in _acted_on(overdue, jobs.cancel_if_overdue, now):
         report.cancelled += 1
+        metrics.SWEEPER_ACTIONS.labels("cancelled").inc()
     days = settings.current().event_retention_days
     if days:
         report.pruned = await event_store.prune(now - timedelta(days=days), PRUNE_BATCH)
+        metrics.SWEEPER_ACTIONS.labels("pruned").inc(report.pruned)
     if not recover_stalled:
         return report
     silent_since = now - timedelta(seconds=settings.current().stall_timeout_seconds)
@@ -67,8 +69,10 @@ async def sweep_once(now: datetime | None = None, *, recover_stalled: bool = Tru
     async for job in _acted_on(stalled, jobs.recover_if_stalled, now):
         if JobStatus(job.status) is JobStatus.FAILED:
             report.failed += 1
+            metrics.SWEEPER_ACTIONS.labels("failed").inc()
         else:
             report.requeued += 1
+            metrics.SWEEPER_ACTIONS.labels("requeued").inc()
     return report
 
 

@@ -14,6 +14,7 @@ from domain.policy import Actor
 from domain.status import Role
 from domain.users import clean_user_name, hash_token, new_token, normalize_email, parse_role
 from models import User
+from service import metrics
 from service.events import publisher
 
 
@@ -76,6 +77,7 @@ async def authenticate(token: str | None) -> User | None:
     user = await User.get_or_none(token_hash=hash_token(token))
     if user is None or not user.is_active:
         return None
+    metrics.note_user(user.id)  # the request's log line names whom the token stands for
     return user
 
 

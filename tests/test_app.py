@@ -72,17 +72,21 @@ async def test_healthz_answers_ok_with_the_app_opening_the_database_itself(
     assert response.json() == {"status": "ok"}
 
 
-async def test_healthz_is_503_when_the_database_server_cannot_be_reached(backend: str) -> None:
+async def test_the_database_check_is_503_when_the_database_server_cannot_be_reached(
+    backend: str,
+) -> None:
     if backend != "postgres":
         pytest.skip(NOT_ON_SQLITE)
     app = create_app(Settings(database_url=UNREACHABLE_POSTGRES))
     async with running(app) as client:
         for _ in range(2):  # a failed check leaves nothing behind that blocks the next one
-            response = await asyncio.wait_for(client.get("/healthz"), timeout=10)
+            response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
             assert_unavailable(response)
 
 
-async def test_healthz_follows_the_database_going_away_and_coming_back(backend: str) -> None:
+async def test_the_database_check_follows_the_database_going_away_and_coming_back(
+    backend: str,
+) -> None:
     if backend != "postgres":
         pytest.skip(NOT_ON_SQLITE)
     server_url = postgres_server_url()
@@ -94,7 +98,7 @@ async def test_healthz_follows_the_database_going_away_and_coming_back(backend: 
         try:
             app = create_app(Settings(database_url=url))
             async with running(app) as client:
-                assert (await client.get("/healthz")).status_code == 200
+                assert (await client.get("/api/v1/health")).status_code == 200
 
                 await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
                 await admin.execute(
@@ -103,11 +107,11 @@ async def test_healthz_follows_the_database_going_away_and_coming_back(backend: 
                     name,
                 )
                 for _ in range(2):
-                    response = await asyncio.wait_for(client.get("/healthz"), timeout=10)
+                    response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
                     assert_unavailable(response)
 
                 await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-                response = await asyncio.wait_for(client.get("/healthz"), timeout=10)
+                response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
                 assert response.status_code == 200
                 assert response.json() == {"status": "ok"}
         finally:

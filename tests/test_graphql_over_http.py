@@ -281,10 +281,13 @@ async def test_a_mutation_over_get_is_405_and_does_not_run(
     assert body["data"]["submitJob"]["id"]
 
 
-async def test_other_methods_are_405_naming_get_and_post(api: GraphQLClient) -> None:
-    response = await api.http.request("HEAD", "/graphql")
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"])
+async def test_other_methods_are_405_naming_get_and_post(api: GraphQLClient, method: str) -> None:
+    response = await api.http.request(method, "/graphql")
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
+    if method != "HEAD":
+        assert response.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
 from models import Job
+from service import metrics
 from service.bus.subscription import Delivery, Match, Subscription
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ class BusCore:
                 delay = RETRY_INITIAL
             except Exception:
                 logger.exception("Reading events failed; trying again in %.2f s", delay)
+                metrics.BUS_READ_RETRIES.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
                 continue

@@ -23,6 +23,7 @@ from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
 from models.config import asyncpg_connect_args, asyncpg_dsn
+from service import metrics
 from service.bus.core import DEFAULT_POLL_INTERVAL, BusCore, EventSource
 
 logger = logging.getLogger(__name__)
@@ -171,6 +172,7 @@ class PostgresBus(BusCore):
         while True:
             if self._connection is None:
                 self._connection = await self._reconnect()
+                metrics.BUS_RECONNECTS.inc()
                 # What committed while nobody listened is in the table; revocation notices
                 # may be lost, so every connection is checked again.
                 self._poke()
