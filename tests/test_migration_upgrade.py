@@ -127,7 +127,12 @@ async def test_migration_1_keeps_old_logs_and_gives_rendering_jobs_a_lease(
             [(INSERT_USER, list(USER))] + [(INSERT_JOB, job_values(job)) for job in OLD_JOBS],
         )
 
-        assert await apply_migrations(url) == [QUEUE_CORE, JOB_EVENTS, NEXRENDER_COMPAT, WORKER_ACTIVITY]
+        assert await apply_migrations(url) == [
+            QUEUE_CORE,
+            JOB_EVENTS,
+            NEXRENDER_COMPAT,
+            WORKER_ACTIVITY,
+        ]
 
         jobs, lines = await run_sql(
             url,
