@@ -1,8 +1,9 @@
-"""Live fan-out: from a committed change to every subscriber, and a missed history replayed.
+"""Scenario 1, update to screen (`python -m bench screen`, formerly `fanout`): from a committed
+change to every subscriber, its cost, and a missed history replayed.
 
-A real server (`rendertrack serve` in a process of its own, through bench/fanout_server.py which
-only adds a count of its SQL statements) on a scratch database; subscribers in another process
-(bench/fanout_client.py), one websocket each, `jobUpdated(id)` selecting
+A real server (`rendertrack serve` in a process of its own, bench/server.py, through
+bench/serve.py which only adds a count of its SQL statements) on a scratch database; subscribers
+in another process (bench/fanout_client.py), one websocket each, `jobUpdated(id)` selecting
 `kind sequence job { id status progress }`; this process drives the changes and measures.
 
 - **Update to subscriber**: a worker reports progress on a job (`reportProgress` over HTTP), one
@@ -13,38 +14,36 @@ only adds a count of its SQL statements) on a scratch database; subscribers in a
   several jobs (changes go round the jobs); and 1,000 on one job at one change a second, slower
   than the server fans one out, so that no change waits behind the previous one's. Every
   subscriber must get every change's sequence exactly once, in order: checked, and reported.
-- **Cost per change**: over the measured changes, the server process's CPU time (utime + stime
-  of /proc/<pid>/stat), per change and per delivered message; its SQL statements per change
-  (all of them, the mutation's included); on PostgreSQL the CPU of its database backends. N = 0
-  (no subscriber) is the cost of the mutation alone.
+- **Cost per change**: over the measured changes, the server's CPU time (utime + stime of
+  /proc/<pid>/stat, its worker processes included), per change and per delivered message; its
+  SQL statements per change (all of them, the mutation's included; one process only); on
+  PostgreSQL the CPU of its database backends. N = 0 (no subscriber) is the mutation alone.
 - **Replay**: a job with REPLAY changes (appendJobLog by the system, written before the server
   starts); one client subscribes `jobUpdated(id, afterSequence)` from just before them, or
   `jobEvents(after: cursor)`, and the time until it has received all of them is measured.
 
-    python -m bench fanout                 # PostgreSQL, then SQLite, each in its own process
-    python -m bench fanout postgres        # one database (postgres or sqlite)
-    python -m bench fanout --quick         # small sizes, well under a minute
+Goals (issue 13, as issue 10): p99 <= 20 ms at 100 subscribers and <= 50 ms at 1,000 (one
+process); a replay of 10,000 in under 2 s.
+
+    python -m bench screen                 # PostgreSQL, then SQLite, each in its own process
+    python -m bench screen postgres        # one database (postgres or sqlite)
+    python -m bench screen --quick         # 100 on one job, 100 over 10 jobs; PostgreSQL only
+    python -m bench screen --workers 2     # the server with two processes (PostgreSQL)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import itertools
 import json
-import os
 import pstats
-import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,21 +53,16 @@ from websockets.asyncio.client import connect
 
 from app.database import open_database
 from app.migrations import apply_migrations
-from bench.common import (
-    RESULTS_FILE,
-    ROOT,
-    machine,
-    percentiles,
-    postgres_reachable,
-    postgres_server,
-    source_state,
-    write_results,
-)
+from bench import stats
+from bench.common import RESULTS_FILE, finish, machine
+from bench.server import Database, RenderTrack, Unavailable, cpu_seconds, scratch_database
+from bench.stats import percentiles
+from bench.subscribers import Subscribers
 from domain.status import Role
 from models import Job
 from service import event_store, jobs, users
 from testkit.jobs import valid_submission
-from testkit.postgres import asyncpg_url, fresh_postgres_database
+from testkit.postgres import asyncpg_url
 
 DATABASES = ("postgres", "sqlite")
 PROTOCOL = "graphql-transport-ws"
@@ -83,9 +77,6 @@ subscription($after: String) {
   jobEvents(after: $after) { kind sequence cursor job { id status progress } }
 }
 """
-START_TIMEOUT = 60.0
-STOP_TIMEOUT = 15.0
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CLIENT_NUMBERS = itertools.count()
 
 
@@ -97,11 +88,12 @@ class Plan:
     spread_events: int
     warmup: int  # changes before the measured ones, not counted
     pace: float  # seconds between two changes
-    replay: int  # changes a replay client missed
+    replay: int  # changes a replay client missed (0: no replay)
     replays: int  # runs of each replay
     # (subscribers, seconds between changes, changes): one job, changes slower than the
     # server delivers them, so that no change waits for the previous one's fan-out
     slow: tuple[tuple[int, float, int], ...] = ()
+    databases: tuple[str, ...] = DATABASES
 
 
 FULL = Plan(
@@ -116,15 +108,29 @@ FULL = Plan(
     slow=((1000, 1.0, 30),),
 )
 QUICK = Plan(
-    sizes=(0, 1, 10),
-    spread=((20, 5),),
+    sizes=(0, 100),
+    spread=((100, 10),),
     events=15,
     spread_events=20,
     warmup=3,
     pace=0.05,
     replay=200,
-    replays=3,
+    replays=1,
+    databases=("postgres",),
 )
+# Scenario 7 (bench/processes.py): one job, one process then two.
+PROCESSES = Plan(
+    sizes=(0, 100, 1000),
+    spread=(),
+    events=80,
+    spread_events=0,
+    warmup=5,
+    pace=0.1,
+    replay=0,
+    replays=0,
+    databases=("postgres",),
+)
+PROCESSES_QUICK = replace(QUICK, sizes=(0, 100), spread=(), events=10, replay=0, replays=0)
 
 # Where the server's time goes: a short run under cProfile.
 PROFILE = Plan(
@@ -137,6 +143,13 @@ PROFILE = Plan(
     replay=2_000,
     replays=1,
 )
+PLANS = {
+    "full": FULL,
+    "quick": QUICK,
+    "processes": PROCESSES,
+    "processes-quick": PROCESSES_QUICK,
+    "profile": PROFILE,
+}
 
 
 @dataclass(frozen=True)
@@ -144,9 +157,10 @@ class Options:
     clients: int = 1  # subscriber processes
     compression: bool = True  # offer permessage-deflate, as browsers and most clients do
     profile: Path | None = None  # run the server under cProfile, its stats written here
+    workers: int = 1  # server processes
 
 
-# Goals of issue 10 (reported against, not asserted).
+# Goals of issue 13 (as issue 10's): reported against, not asserted.
 GOALS_P99_MS = {100: 20.0, 1000: 50.0}
 GOAL_REPLAY_SECONDS = 2.0
 GOAL_REPLAY_EVENTS = 10_000
@@ -214,132 +228,6 @@ async def prepare(url: str, plan: Plan) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------------------------------------
-# Processes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), in seconds; 0 when it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = raw.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-async def stop_process(process: asyncio.subprocess.Process | None, polite: bool = True) -> None:
-    """SIGINT (uvicorn's graceful stop), then SIGKILL to its process group (it runs in a session
-    of its own, started here) if it lingers."""
-    if process is None or process.returncode is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        if polite:
-            process.send_signal(signal.SIGINT)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-                return
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
-
-
-class Server:
-    def __init__(self, url: str, scratch: Path, token: str, profile: Path | None) -> None:
-        self.url = url
-        self.profile = profile
-        self.port = free_port()
-        self.log = scratch / "server.log"
-        self.statements_file = scratch / "statements"
-        self.token = token
-        self.process: asyncio.subprocess.Process | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/graphql"
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    async def start(self) -> None:
-        env = {
-            key: value for key, value in os.environ.items() if not key.startswith("RENDERTRACK_")
-        }
-        env.update(
-            {
-                "RENDERTRACK_DATABASE_URL": self.url,
-                "RENDERTRACK_MAX_CONNECTIONS_PER_USER": "5000",
-                "RENDERTRACK_STALL_TIMEOUT": "604800",  # the cases' jobs stay RENDERING
-                "BENCH_STATEMENTS_FILE": str(self.statements_file),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        profiler = [] if self.profile is None else ["-m", "cProfile", "-o", str(self.profile)]
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *profiler,
-                "-m",
-                "bench.fanout_server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.returncode is not None:
-                    raise RuntimeError(f"the server exited:\n{self.log_text()[-3000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    answer = await client.post(
-                        self.http_url,
-                        json={"query": "{ __typename }"},
-                        headers={"Authorization": f"Bearer {self.token}"},
-                    )
-                    if answer.status_code == 200:
-                        return
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"the server did not answer in {START_TIMEOUT} s")
-
-    async def stop(self) -> None:
-        await stop_process(self.process)
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.pid)
-
-    async def statements(self) -> int | None:
-        await asyncio.sleep(0.2)  # the server's writer thread looks every 50 ms
-        try:
-            return int(self.statements_file.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
 class Backends:
     """The CPU of the server's PostgreSQL backends (the pool's and the LISTEN connection),
     read from /proc (same machine); nothing for SQLite."""
@@ -372,49 +260,6 @@ def backend_seconds(
     if before is None or after is None:
         return None
     return sum(value - before.get(pid, 0.0) for pid, value in after.items())
-
-
-class Client:
-    """One subscriber process (bench/fanout_client.py)."""
-
-    def __init__(self, scratch: Path, index: int) -> None:
-        self.results = scratch / f"client{index}.json"
-        self.log = scratch / f"client{index}.log"
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self, config: dict[str, Any]) -> None:
-        with self.log.open("wb") as log:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bench.fanout_client",
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                start_new_session=True,
-            )
-        await self.send({**config, "results": str(self.results)})
-
-    async def send(self, message: dict[str, Any]) -> None:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write((json.dumps(message) + "\n").encode())
-        await self.process.stdin.drain()
-
-    async def receive(self, within: float) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), within)
-        if not line:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-            raise RuntimeError(f"the subscriber process ended:\n{tail}")
-        return json.loads(line)
-
-    def cpu(self) -> float:
-        assert self.process is not None
-        return cpu_seconds(self.process.pid)
-
-    async def stop(self) -> None:
-        await stop_process(self.process, polite=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +296,7 @@ def steps_of(case: Case, count: int, offset: int) -> list[tuple[str, int]]:
 async def run_case(
     case: Case,
     plan: Plan,
-    server: Server,
+    server: RenderTrack,
     backends: Backends,
     tokens: dict[str, Any],
     scratch: Path,
@@ -462,7 +307,7 @@ async def run_case(
     measured = steps_of(case, case.events, -(-plan.warmup // len(case.jobs)))
     assert max(progress for _, progress in measured) < 100
     assignment = [case.jobs[n % len(case.jobs)] for n in range(case.subscribers)]
-    started_clients: list[Client] = []
+    started_clients: list[Subscribers] = []
     timeout = 60.0 + case.subscribers * 0.1
     result: dict[str, Any] = {
         "case": case.name,
@@ -475,7 +320,7 @@ async def run_case(
         if case.subscribers:
             groups = [assignment[n::clients] for n in range(min(clients, case.subscribers))]
             for group in groups:
-                client = Client(scratch, next(CLIENT_NUMBERS))
+                client = Subscribers(scratch, next(CLIENT_NUMBERS))
                 started_clients.append(client)
                 await client.start(
                     {
@@ -649,7 +494,7 @@ def latencies(
 
 
 async def replay_once(
-    server: Server,
+    server: RenderTrack,
     token: str,
     query: str,
     variables: dict[str, Any],
@@ -714,7 +559,7 @@ async def replay_once(
 
 
 async def run_replays(
-    server: Server, tokens: dict[str, Any], plan: Plan, compression: bool
+    server: RenderTrack, tokens: dict[str, Any], plan: Plan, compression: bool
 ) -> dict[str, Any]:
     first = tokens["replay_after_sequence"] + 1
     variants = {
@@ -746,20 +591,22 @@ async def run_replays(
 # One database
 
 
-LOG_PROBLEM = re.compile(r"\b(ERROR|CRITICAL|WARNING|Traceback)\b")
-
-
-async def measure(url: str, scratch: Path, plan: Plan, options: Options) -> dict[str, Any]:
+async def measure(database: Database, plan: Plan, options: Options) -> dict[str, Any]:
     started = time.perf_counter()
-    tokens = await prepare(url, plan)
+    tokens = await prepare(database.url, plan)
     print(
         f"  setup: {len(tokens['cases'])} cases, replay history of {plan.replay} changes written"
         f" in {tokens['replay_write_seconds']:.1f} s",
         flush=True,
     )
-    server = Server(url, scratch, tokens["watcher"], options.profile)
-    backends = Backends(url)
-    results: dict[str, Any] = {"cases": [], "replay_write_seconds": tokens["replay_write_seconds"]}
+    server = RenderTrack(database, workers=options.workers, profile=options.profile)
+    backends = Backends(database.url)
+    results: dict[str, Any] = {
+        "cases": [],
+        "replay_write_seconds": tokens["replay_write_seconds"],
+        "workers": options.workers,
+    }
+    scratch = database.folder
     try:
         await server.start()
         await backends.open()
@@ -768,39 +615,35 @@ async def measure(url: str, scratch: Path, plan: Plan, options: Options) -> dict
             results["cases"].append(outcome)
             print("  " + case_line(outcome), flush=True)
         add_fanout_cost(results["cases"])
-        results["replay"] = await run_replays(server, tokens, plan, options.compression)
-        for name, outcome in results["replay"].items():
-            print("  " + replay_line(name, outcome), flush=True)
+        if plan.replay:
+            results["replay"] = await run_replays(server, tokens, plan, options.compression)
+            for name, outcome in results["replay"].items():
+                print("  " + replay_line(name, outcome), flush=True)
     finally:
         await backends.close()
         await server.stop()
         log = server.log_text()
-        problems = [line for line in log.splitlines() if LOG_PROBLEM.search(line)]
-        results["server_log"] = {"lines": len(log.splitlines()), "problems": problems[:20]}
+        results["server_log"] = {"lines": len(log.splitlines()), "problems": server.log_problems()}
         if options.profile is not None and options.profile.exists():
             print_profile(options.profile)
     results["seconds"] = time.perf_counter() - started
     return results
 
 
-async def run_database(database: str, plan: Plan, options: Options) -> dict[str, Any] | None:
-    with tempfile.TemporaryDirectory(prefix="rendertrack_fanout_") as directory:
-        scratch = Path(directory)
-        if database == "sqlite":
-            return await measure(f"sqlite://{scratch / 'fanout.sqlite3'}", scratch, plan, options)
-        server = postgres_server()
-        if not await postgres_reachable(server):
-            print(f"PostgreSQL at {server} does not answer: skipped")
-            return None
-        async with fresh_postgres_database(server, prefix="rendertrack_bench_") as url:
-            return await measure(url, scratch, plan, options)
+async def run_database(kind: str, plan: Plan, options: Options) -> dict[str, Any] | None:
+    try:
+        async with scratch_database(kind) as database:
+            return await measure(database, plan, options)
+    except Unavailable as missing:
+        print(f"{missing}: skipped")
+        return None
 
 
 def print_profile(path: Path, top: int = 30) -> None:
     """The server's functions by their own time (asyncio makes cumulative times misleading)."""
     out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
-    stats.sort_stats("tottime").print_stats(top)
+    stats_ = pstats.Stats(str(path), stream=out)
+    stats_.sort_stats("tottime").print_stats(top)
     print(f"server profile ({path}), top {top} by own time:")
     text = out.getvalue()
     print(text[max(0, text.find("   ncalls")) :], flush=True)
@@ -839,13 +682,26 @@ def replay_line(name: str, outcome: dict[str, Any]) -> str:
     )
 
 
-def table(databases: dict[str, Any]) -> str:
-    lines = [
-        "| database | subscribers | changes | p50 | p90 | p99 | max | p99 from request"
-        " | server CPU / change"
-        " | fan-out CPU / message | PG CPU / change | statements / change | delivery |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+HEADERS = [
+    "database",
+    "processes",
+    "subscribers",
+    "changes",
+    "p50",
+    "p90",
+    "p99",
+    "max",
+    "p99 from request",
+    "server CPU / change",
+    "fan-out CPU / message",
+    "PG CPU / change",
+    "statements / change",
+    "delivery",
+]
+
+
+def case_rows(databases: dict[str, Any]) -> list[list[str]]:
+    rows = []
     for database, outcome in databases.items():
         if outcome is None:
             continue
@@ -854,19 +710,29 @@ def table(databases: dict[str, Any]) -> str:
             delivery = case.get("delivery")
             per_message = case.get("fanout_cpu_us_per_message")
             statements = case["statements_per_event"]
-            lines.append(
-                f"| {database} | {case['case']} | {case['events']}"
-                f" | {_ms(latency.get('p50'))} | {_ms(latency.get('p90'))}"
-                f" | {_ms(latency.get('p99'))} | {_ms(latency.get('max'))}"
-                f" | {_ms((case.get('latency_from_request_ms') or {}).get('p99'))}"
-                f" | {case['server_cpu_ms_per_event']:.2f} ms"
-                f" | {'-' if per_message is None else f'{per_message:.0f} µs'}"
-                f" | {_ms(case['postgres_cpu_ms_per_event'])}"
-                f" | {'-' if statements is None else f'{statements:.1f}'}"
-                f" | {'-' if not delivery else _delivery(delivery)} |"
+            rows.append(
+                [
+                    database,
+                    str(outcome.get("workers", 1)),
+                    case["case"],
+                    str(case["events"]),
+                    _ms(latency.get("p50")),
+                    _ms(latency.get("p90")),
+                    _ms(latency.get("p99")),
+                    _ms(latency.get("max")),
+                    _ms((case.get("latency_from_request_ms") or {}).get("p99")),
+                    f"{case['server_cpu_ms_per_event']:.2f} ms",
+                    "-" if per_message is None else f"{per_message:.0f} µs",
+                    _ms(case["postgres_cpu_ms_per_event"]),
+                    "-" if statements is None else f"{statements:.1f}",
+                    "-" if not delivery else _delivery(delivery),
+                ]
             )
-    lines += [
-        "",
+    return rows
+
+
+def replay_table(databases: dict[str, Any]) -> list[str]:
+    lines = [
         "| database | replay | changes | median | runs | first event | server CPU / change"
         " | exact |",
         "|---|---|---|---|---|---|---|---|",
@@ -875,14 +741,14 @@ def table(databases: dict[str, Any]) -> str:
         if outcome is None:
             continue
         for name, replay in outcome.get("replay", {}).items():
-            runs = ", ".join(f"{run['seconds']:.2f}" for run in replay["runs"])
+            runs = ", ".join(f"{run['seconds']:.2f} s" for run in replay["runs"])
             first = statistics.median(run["first_event_seconds"] or 0 for run in replay["runs"])
             cpu = statistics.median(run["server_cpu_us_per_event"] for run in replay["runs"])
             lines.append(
                 f"| {database} | {name} | {replay['events']:,} | {replay['median_seconds']:.2f} s"
                 f" | {runs} | {1000 * first:.0f} ms | {cpu:.0f} µs | {replay['all_exact']} |"
             )
-    return "\n".join(lines)
+    return lines if len(lines) > 2 else []
 
 
 def _delivery(delivery: dict[str, Any]) -> str:
@@ -895,30 +761,58 @@ def _delivery(delivery: dict[str, Any]) -> str:
     )
 
 
-def goals(databases: dict[str, Any]) -> list[str]:
-    lines = []
+def goals(databases: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
+    """p99 against the goal at 100 and 1,000 subscribers (one job; and 1,000 spread over 100
+    jobs), one process only; the replay of 10,000."""
+    quick = plan is QUICK
+    found = []
     for database, outcome in databases.items():
         if outcome is None:
             continue
-        for case in outcome["cases"]:
-            goal = GOALS_P99_MS.get(case["subscribers"]) if case["jobs"] == 1 else None
-            if goal is not None and case.get("latency_ms"):
-                p99 = case["latency_ms"]["p99"]
-                verdict = "met" if p99 <= goal else "MISSED"
-                lines.append(
-                    f"{database}: p99 {p99:.1f} ms at {case['case']}"
-                    f" (goal <= {goal:.0f} ms): {verdict}"
+        workers = outcome.get("workers", 1)
+        for subscribers, target in GOALS_P99_MS.items():
+            cases = [case for case in outcome["cases"] if case["subscribers"] == subscribers]
+            cases = [case for case in cases if case.get("latency_ms") and "/s" not in case["case"]]
+            if not cases:
+                found.append(
+                    stats.goal(
+                        f"screen, {database}: p99 at {subscribers:,} subscribers",
+                        None,
+                        "ms",
+                        "<=",
+                        target,
+                        note=f"no case with {subscribers:,} subscribers in this run",
+                    )
+                )
+            for case in cases:
+                found.append(
+                    stats.goal(
+                        f"screen, {database}, {workers} process(es): p99 at {case['case']}",
+                        case["latency_ms"]["p99"],
+                        "ms",
+                        "<=",
+                        target,
+                        judged=workers == 1,
+                        note="the goal is for one process" if workers != 1 else "",
+                    )
                 )
         for name, replay in outcome.get("replay", {}).items():
-            seconds = replay["median_seconds"]
-            verdict = "met" if seconds < GOAL_REPLAY_SECONDS else "MISSED"
-            if replay["events"] < GOAL_REPLAY_EVENTS:
-                verdict = "not judged (fewer changes than the goal's)"
-            lines.append(
-                f"{database}: replay of {replay['events']:,} via {name} {seconds:.2f} s"
-                f" (goal < {GOAL_REPLAY_SECONDS:.0f} s for 10,000): {verdict}"
+            found.append(
+                stats.goal(
+                    f"screen, {database}: replay of {replay['events']:,} changes via {name}",
+                    replay["median_seconds"],
+                    "s",
+                    "<=",
+                    GOAL_REPLAY_SECONDS,
+                    judged=replay["events"] >= GOAL_REPLAY_EVENTS,
+                    note="" if replay["events"] >= GOAL_REPLAY_EVENTS else "goal is for 10,000",
+                )
             )
-    return lines
+    if quick:
+        for entry in found:
+            if entry["met"] is not None:
+                entry["note"] = "quick sizes"
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -926,10 +820,15 @@ def goals(databases: dict[str, Any]) -> list[str]:
 
 
 def _arguments(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench fanout")
+    parser = argparse.ArgumentParser(prog="python -m bench screen")
     parser.add_argument("database", nargs="?", choices=DATABASES)
-    parser.add_argument("--quick", action="store_true", help="small sizes, well under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, PostgreSQL only, under a minute"
+    )
     parser.add_argument("--clients", type=int, default=1, help="subscriber processes (default 1)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (default 1; above 1 PostgreSQL)"
+    )
     parser.add_argument(
         "--no-compression",
         action="store_true",
@@ -941,21 +840,45 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
         help="a short run (0 and 100 subscribers, a replay of 2,000) with the server under "
         "cProfile; prints its top functions, stats kept in bench/results/",
     )
+    parser.add_argument("--plan", choices=PLANS, help=argparse.SUPPRESS)  # bench/processes.py
     parser.add_argument("--into", help=argparse.SUPPRESS)  # a child's results, for its parent
     return parser.parse_args(argv)
 
 
+def plan_of(args: argparse.Namespace) -> Plan:
+    if args.plan:
+        return PLANS[args.plan]
+    return PROFILE if args.profile else QUICK if args.quick else FULL
+
+
+async def run_children(argv: list[str], plan: Plan, workers: int) -> dict[str, Any] | None:
+    """Each database in a process of its own (Tortoise keeps one dialect per process)."""
+    databases: dict[str, Any] = {}
+    kinds = ("postgres",) if workers > 1 else plan.databases
+    with tempfile.TemporaryDirectory(prefix="rendertrack_fanout_") as directory:
+        for database in kinds:
+            into = Path(directory) / f"{database}.json"
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench", "screen", database, *argv, "--into", str(into)
+            )
+            if await child.wait():
+                return None
+            databases[database] = json.loads(into.read_text())
+    return databases
+
+
 def main(argv: list[str]) -> int:
-    """No database named: each in a process of its own (Tortoise keeps one dialect per
-    process), results merged here."""
+    """No database named: each in a process of its own, results merged here."""
     args = _arguments(argv)
-    plan = PROFILE if args.profile else QUICK if args.quick else FULL
+    plan = plan_of(args)
+    started = time.perf_counter()
     if args.database:
-        print(f"== fanout {args.database}", flush=True)
+        print(f"== screen {args.database}, {args.workers} server process(es)", flush=True)
         options = Options(
             clients=max(1, args.clients),
             compression=not args.no_compression,
             profile=RESULTS_FILE.parent / f"fanout-{args.database}.prof" if args.profile else None,
+            workers=args.workers,
         )
         if options.profile is not None:
             options.profile.parent.mkdir(parents=True, exist_ok=True)
@@ -966,33 +889,33 @@ def main(argv: list[str]) -> int:
         databases = {args.database: outcome}
     else:
         print(machine(), flush=True)
-        databases = {}
-        with tempfile.TemporaryDirectory(prefix="rendertrack_fanout_") as directory:
-            for database in DATABASES:
-                into = Path(directory) / f"{database}.json"
-                finished = subprocess.run(
-                    [sys.executable, "-m", "bench", "fanout", database, *argv, "--into", str(into)],
-                    check=False,
-                    timeout=3600,
-                )
-                if finished.returncode:
-                    return finished.returncode
-                databases[database] = json.loads(into.read_text())
-    print()
-    print(table(databases))
-    print()
-    print("\n".join(goals(databases)))
-    path = write_results(
-        "fanout",
-        {
-            "machine": machine(),
-            "source": source_state(),
+        found = asyncio.run(run_children(argv, plan, args.workers))
+        if found is None:
+            return 1
+        databases = found
+    replay = replay_table(databases)
+    finish(
+        "screen",
+        quick=plan is QUICK,
+        headers=HEADERS,
+        rows=case_rows(databases),
+        goals=goals(databases, plan),
+        data={
             "plan": plan.__dict__,
             "subscriber_processes": args.clients,
             "compression": not args.no_compression,
             "profiled": args.profile,
+            "workers": args.workers,
             "databases": databases,
         },
+        started=started,
+        notes=[*replay, ""] if replay else [],
     )
-    print(f"results: {path}")
-    return 0
+    exact = all(
+        (case.get("delivery") or {}).get("every_sequence_once_in_order")
+        == (case.get("delivery") or {}).get("subscribers")
+        for outcome in databases.values()
+        if outcome
+        for case in outcome["cases"]
+    )
+    return 0 if exact and any(databases.values()) else 1

@@ -1,6 +1,7 @@
-"""The subscribers of `python -m bench fanout`: a process of their own holding many websockets.
+"""Websocket subscribers in a process of their own (scenarios screen, progress, memory,
+processes): many websockets, one `jobUpdated` subscription each.
 
-Run by bench/fanout.py as `python -m bench.fanout_client`, it talks JSON lines: its
+Run through bench/subscribers.py as `python -m bench.fanout_client`, it talks JSON lines: its
 configuration on stdin, then `ready` on stdout once every subscriber has its SNAPSHOT; on
 `{"finish": {job_id: sequence}}` it waits until each subscriber has received its job's
 `sequence` (or the timeout), says `received`, and on `close` writes what each subscriber

@@ -1,169 +1,324 @@
-"""Progress-report throughput with live events on, against the same run with events off.
+"""Scenario 2, progress throughput: progress reports per second through GraphQL, 8 concurrent
+workers, with 100 subscribers listening; beside it the same UPDATE sent straight to PostgreSQL
+with asyncpg (the floor: what the database alone allows).
 
-Every progress report is one transaction with one compare-and-set UPDATE. With the PostgreSQL
-bus it also sends NOTIFY, which takes a global lock at commit (STACK-NOTES): this measures what
-that costs. Variants run interleaved, round after round, on the same database, so the machine's
-drift hits them alike; the result is each variant's median rate as a ratio to the baseline's.
+A real server (`rendertrack serve`, one process) on a scratch PostgreSQL database. Each round
+has jobs of its own: WORKERS x JOBS_PER_WORKER QUEUED jobs (written straight into the database,
+bench/rows.py) claimed by the harness through `claimJob` (so they are RENDERING, each with its
+lease); each variant of each round gets jobs of its own (a report never moves progress back).
+SUBSCRIBERS `jobUpdated` subscribers (bench/fanout_client.py, in a process of their own) follow
+the round's jobs, spread evenly, so every report is heard. Then:
 
-    python -m bench progress                     # SQLite, and PostgreSQL if it answers
-    python -m bench progress sqlite              # one database only (sqlite or postgres)
-    RENDERTRACK_BENCH_POSTGRES_URL=postgres://user@host:5432/db python -m bench progress
+- **GraphQL**: a load process (bench/load.py) runs WORKERS workers at once, each reporting
+  progress 1, 2, ..., STEPS on each of its jobs in turn (`reportProgress(id, progress, lease)`,
+  one HTTP request each, waiting for the answer): reports/s over the whole round. The
+  subscribers must then have every change (checked).
+- **floor**: the same number of reports on as many jobs as the compare-and-set UPDATE a report
+  sends (bench/load.py FLOOR_UPDATE; checked against the statement captured from Tortoise's
+  log while one report runs in this process), alone, autocommit, from WORKERS asyncpg
+  connections at once: no HTTP, no GraphQL, no transaction around it, no history row, no
+  NOTIFY.
+
+Rounds alternate (GraphQL then floor, floor then GraphQL, ...). The ratio is the median of the
+per-round ratios GraphQL / floor. Goal (issue 13): >= 40% of the floor's rate.
+
+    python -m bench progress [--quick]    # PostgreSQL only (the floor is asyncpg)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import itertools
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
 
 from app.database import open_database
-from app.migrations import apply_migrations
-from bench.common import machine, postgres_reachable, postgres_server
-from domain.policy import Actor
-from models import Job
+from bench import rows, stats, table
+from bench.common import finish, machine, postgres_server, postgres_version
+from bench.load import CLAIM, FLOOR_UPDATE, run_load
+from bench.server import Database, RenderTrack, Unavailable, scratch_database
+from bench.subscribers import Subscribers
 from service import jobs, users
-from service.bus import create_bus
-from service.events import RecordingPublisher, set_publisher
-from testkit.jobs import valid_submission
-from testkit.postgres import fresh_postgres_database
+from testkit.sql_log import capture_sql
 
-ROUNDS = 7
-REPORTS_PER_ROUND = 300
-CONCURRENT_WORKERS = 4
-DATABASES = ("sqlite", "postgres")
-
-Variant = Callable[[str], Awaitable[float]]
+GOAL = 0.4
+CLIENT_NUMBERS = itertools.count()
 
 
-async def rendering_jobs(owner: Actor, worker: Actor, count: int) -> list[str]:
-    submission = valid_submission(project_name="Bench")
-    ids = []
-    for _ in range(count):
-        await jobs.submit_job(owner, submission)
-        claimed = await jobs.claim_next(worker)
-        assert claimed is not None
-        ids.append(claimed.id)
-    return ids
+@dataclass(frozen=True)
+class Plan:
+    workers: int
+    jobs_per_worker: int
+    steps: int  # reports per job: progress 1..steps (< 100: 100 means COMPLETED)
+    subscribers: int
+    rounds: int  # of each variant
 
 
-async def report_round(job_ids: list[str], worker: Actor) -> float:
-    """Reports/s: CONCURRENT_WORKERS workers, each walking its own job's progress upwards."""
-    per_worker = REPORTS_PER_ROUND // len(job_ids)
-
-    async def walk(job_id: str) -> None:
-        for step in range(per_worker):
-            await jobs.report_progress(job_id, 1 + step % 99, actor=worker)
-        await Job.filter(id=job_id).update(progress=0)  # the next round starts low again
-
-    started = time.perf_counter()
-    await asyncio.gather(*(walk(job_id) for job_id in job_ids))
-    return per_worker * len(job_ids) / (time.perf_counter() - started)
+FULL = Plan(workers=8, jobs_per_worker=4, steps=98, subscribers=100, rounds=3)
+QUICK = Plan(workers=8, jobs_per_worker=1, steps=25, subscribers=20, rounds=2)
 
 
-@asynccontextmanager
-async def publishing(kind: str, url: str, job_ids: list[str]) -> AsyncIterator[None]:
-    """baseline: events recorded in memory only; bus: the live bus of this database;
-    bus+subscriber: the live bus with one subscriber following every job."""
-    if kind == "baseline":
-        previous = set_publisher(RecordingPublisher())
-        try:
-            yield
-        finally:
-            set_publisher(previous)
-        return
-    bus = create_bus(url)
-    await bus.start()
-    previous = set_publisher(bus)
-    drain: asyncio.Task[None] | None = None
-    subscription = None
-    if kind == "bus+subscriber":
-        subscription = bus.subscribe(lambda event: event.job_id in job_ids, buffer_size=4096)
+async def service_update(database: Database, worker_email: str) -> str:
+    """The UPDATE that a progress report sends, captured from Tortoise's log while one report
+    runs in this process (on a job claimed for it)."""
+    async with open_database(database.url):
+        worker = users.actor_of(await users.get_user_by_email(worker_email))
+        job = await jobs.claim_next(worker)
+        assert job is not None
+        with capture_sql(propagate=False) as statements:
+            await jobs.report_progress(job.id, 1, actor=worker)
+    updates = [s.one_line for s in statements if s.one_line.startswith('UPDATE "jobs"')]
+    if len(updates) != 1:
+        raise SystemExit(f"a progress report sent {len(updates)} UPDATEs of jobs: {updates}")
+    return updates[0]
 
-        async def consume() -> None:
-            async for _ in subscription:  # type: ignore[union-attr]
-                pass
 
-        drain = asyncio.create_task(consume())
+async def claim_all(server: RenderTrack, count: int) -> list[tuple[str, int]]:
+    """`count` claims through claimJob: (job id, lease) each."""
+    token = server.accounts["worker"].token
+    claimed = []
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        for _ in range(count):
+            body = (await http.post(server.http_url, json={"query": CLAIM})).json()
+            job = body["data"]["claimJob"]
+            claimed.append((job["id"], job["lease"]))
+    return claimed
+
+
+def assignments(jobs: list[tuple[str, int]], plan: Plan) -> list[list[tuple[str, int]]]:
+    return [
+        jobs[n * plan.jobs_per_worker : (n + 1) * plan.jobs_per_worker] for n in range(plan.workers)
+    ]
+
+
+async def graphql_round(
+    server: RenderTrack, jobs: list[tuple[str, int]], plan: Plan
+) -> dict[str, Any]:
+    """Subscribers on the round's jobs, then every worker's reports through GraphQL."""
+    listener = Subscribers(server.database.folder, next(CLIENT_NUMBERS))
+    followed = [jobs[n % len(jobs)][0] for n in range(plan.subscribers)]
+    timeout = 60.0 + plan.subscribers * 0.1
     try:
-        yield
+        await listener.start(
+            {
+                "url": server.ws_url,
+                "token": server.accounts["owner"].token,
+                "jobs": followed,
+                "timeout": timeout,
+                "connect_concurrency": 50,
+            }
+        )
+        ready = await listener.receive(timeout * 2)
+        cpu = server.cpu()
+        result = await run_load(
+            {
+                "kind": "progress",
+                "url": server.http_url,
+                "token": server.accounts["worker"].token,
+                "assignments": assignments(jobs, plan),
+                "steps": list(range(1, plan.steps + 1)),
+            }
+        )
+        cpu = server.cpu() - cpu
+        finish_at = {job: sequence + plan.steps for job, sequence in ready["snapshots"].items()}
+        await listener.send({"finish": finish_at, "timeout": 30.0})
+        heard = await listener.receive(timeout * 2)
+        await listener.send({"close": True})
+        await listener.receive(timeout)
+        records = listener.records()
     finally:
-        set_publisher(previous)
-        if subscription is not None:
-            subscription.close()
-        if drain is not None:
-            drain.cancel()
-        await bus.stop()
+        await listener.stop()
+    delivered = sum(len(record["received"]) for record in records)
+    return {
+        "count": result["count"],
+        "seconds": result["seconds"],
+        "rate": result["count"] / result["seconds"],
+        "server_cpu_ms_per_report": 1000 * cpu / result["count"] if result["count"] else None,
+        "failure_count": result["failure_count"],
+        "failures": result["failures"],
+        "subscribers": len(records),
+        "deliveries": delivered,
+        "every_subscriber_heard_every_change": bool(heard["received"]),
+    }
 
 
-async def measure(url: str) -> dict[str, list[float]]:
-    await apply_migrations(url)
-    async with open_database(url):
-        owner = users.actor_of((await users.create_user(f"o{time.time_ns()}@example.com")).user)
-        worker = users.actor_of(
-            (await users.create_user(f"w{time.time_ns()}@example.com", role="worker")).user
+async def floor_round(server: RenderTrack, jobs: list[tuple[str, int]], plan: Plan) -> dict:
+    result = await run_load(
+        {
+            "kind": "floor",
+            "postgres_url": server.database.url,
+            "assignments": assignments(jobs, plan),
+            "steps": list(range(1, plan.steps + 1)),
+        }
+    )
+    return {
+        "count": result["count"],
+        "seconds": result["seconds"],
+        "rate": result["count"] / result["seconds"],
+        "updates_matching_no_row": result["updates_matching_no_row"],
+    }
+
+
+async def measure(plan: Plan) -> dict[str, Any]:
+    per_round = plan.workers * plan.jobs_per_worker
+    async with scratch_database("postgres") as database:
+        server = RenderTrack(database)
+        accounts = await server.create_accounts({"worker": "worker", "owner": "user"})
+        await rows.insert_jobs(
+            database,
+            rows.JobRows(
+                owners=[accounts["owner"].id], queued=2 * per_round * plan.rounds + 1, priority=5
+            ),
         )
-        job_ids = await rendering_jobs(owner, worker, CONCURRENT_WORKERS)
-        rates: dict[str, list[float]] = {"baseline": [], "bus": [], "bus+subscriber": []}
-        for _ in range(ROUNDS):
-            for kind in rates:
-                async with publishing(kind, url, job_ids):
-                    rates[kind].append(await report_round(job_ids, worker))
-        return rates
+        await rows.analyze(database)
+        captured = await service_update(database, accounts["worker"].email)
+        if captured != " ".join(FLOOR_UPDATE.split()):
+            raise SystemExit(
+                "the floor no longer sends the UPDATE a progress report sends: update"
+                f" bench/load.py FLOOR_UPDATE\n  report: {captured}\n  floor:  {FLOOR_UPDATE}"
+            )
+        variants: dict[str, list[dict[str, Any]]] = {"graphql": [], "floor": []}
+        async with server.running():
+            for number in range(plan.rounds):
+                order = ("graphql", "floor") if number % 2 == 0 else ("floor", "graphql")
+                for variant in order:
+                    jobs = await claim_all(server, per_round)
+                    if variant == "graphql":
+                        variants[variant].append(await graphql_round(server, jobs, plan))
+                    else:
+                        variants[variant].append(await floor_round(server, jobs, plan))
+                print(
+                    f"  round {number + 1}: GraphQL {variants['graphql'][-1]['rate']:,.0f}"
+                    f" reports/s, floor {variants['floor'][-1]['rate']:,.0f} updates/s",
+                    flush=True,
+                )
+            problems = server.log_problems()
+    return {"variants": variants, "server_log_problems": problems, "update": captured}
 
 
-def summary(name: str, rates: dict[str, list[float]]) -> list[str]:
-    base = statistics.median(rates["baseline"])
-    lines = [f"{name}: baseline {base:,.0f} progress reports/s (median of {ROUNDS} rounds)"]
-    for kind, values in rates.items():
-        if kind == "baseline":
-            continue
-        ratios = sorted(
-            value / base_value for value, base_value in zip(values, rates["baseline"], strict=True)
+def summary(variants: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    graphql = [outcome["rate"] for outcome in variants["graphql"]]
+    floor = [outcome["rate"] for outcome in variants["floor"]]
+    return {
+        "graphql_reports_per_second": statistics.median(graphql),
+        "floor_updates_per_second": statistics.median(floor),
+        "ratio": stats.median_ratio(graphql, floor),
+        "graphql_failures": sum(outcome["failure_count"] for outcome in variants["graphql"]),
+        "every_subscriber_heard_every_change": all(
+            outcome["every_subscriber_heard_every_change"] for outcome in variants["graphql"]
+        ),
+        "floor_updates_matching_no_row": sum(
+            outcome["updates_matching_no_row"] for outcome in variants["floor"]
+        ),
+    }
+
+
+HEADERS = [
+    "path",
+    "workers",
+    "reports a round",
+    "subscribers",
+    "rate (median of rounds)",
+    "rounds",
+    "server CPU / report",
+    "vs floor (median of rounds)",
+]
+
+
+async def run(plan: Plan, quick: bool) -> int:
+    started = time.perf_counter()
+    print(machine())
+    reports = plan.workers * plan.jobs_per_worker * plan.steps
+    print(
+        f"progress: {plan.workers} workers, {reports:,} reports a round ({plan.jobs_per_worker}"
+        f" job(s) each x {plan.steps} steps), {plan.subscribers} subscribers, {plan.rounds}"
+        " rounds of each",
+        flush=True,
+    )
+    try:
+        outcome = await measure(plan)
+    except Unavailable as missing:
+        print(f"progress skipped: {missing}")
+        return 1
+    variants = outcome["variants"]
+    result = summary(variants)
+    ratio = result["ratio"]
+    cpu = [
+        o["server_cpu_ms_per_report"] for o in variants["graphql"] if o["server_cpu_ms_per_report"]
+    ]
+    table_rows = [
+        [
+            "reportProgress (GraphQL over HTTP)",
+            str(plan.workers),
+            table.count(reports),
+            str(plan.subscribers),
+            table.per_second(result["graphql_reports_per_second"], "reports"),
+            ", ".join(f"{o['rate']:,.0f}/s" for o in variants["graphql"]),
+            table.ms(statistics.median(cpu) if cpu else None, 2),
+            f"{ratio['median']:.2f}x ({ratio['low']:.2f}..{ratio['high']:.2f})",
+        ],
+        [
+            "the UPDATE alone (asyncpg, autocommit)",
+            str(plan.workers),
+            table.count(reports),
+            "-",
+            table.per_second(result["floor_updates_per_second"], "updates"),
+            ", ".join(f"{o['rate']:,.0f}/s" for o in variants["floor"]),
+            "-",
+            "-",
+        ],
+    ]
+    goals = [
+        stats.goal(
+            "progress, postgres: GraphQL reports/s / the floor's updates/s",
+            ratio["median"],
+            "x",
+            ">=",
+            GOAL,
+            note="quick sizes" if quick else "",
         )
-        rate, ratio = statistics.median(values), statistics.median(ratios)
-        lines.append(
-            f"  {kind:15} {rate:8,.0f}/s  ratio {ratio:.2f}"
-            f" (rounds {ratios[0]:.2f}..{ratios[-1]:.2f})"
-        )
-    return lines
-
-
-async def run_one(database: str) -> int:
-    if database == "sqlite":
-        with tempfile.TemporaryDirectory() as scratch:
-            url = f"sqlite://{Path(scratch) / 'bench.sqlite3'}"
-            print("\n".join(summary("SQLite (in-process bus)", await measure(url))))
-        return 0
-    server = postgres_server()
-    if not await postgres_reachable(server):
-        print(f"PostgreSQL at {server} does not answer: skipped")
-        return 0
-    async with fresh_postgres_database(server, prefix="rendertrack_bench_") as url:
-        print("\n".join(summary("PostgreSQL (LISTEN/NOTIFY bus)", await measure(url))))
-    return 0
+    ]
+    finish(
+        "progress",
+        quick=quick,
+        headers=HEADERS,
+        rows=table_rows,
+        goals=goals,
+        data={
+            "plan": plan.__dict__,
+            "postgres": await postgres_version(postgres_server()),
+            **result,
+            "rounds": variants,
+            "update": outcome["update"],
+            "server_log_problems": outcome["server_log_problems"],
+        },
+        started=started,
+        notes=[
+            f"every subscriber heard every change: {result['every_subscriber_heard_every_change']};"
+            f" GraphQL failures: {result['graphql_failures']}; floor UPDATEs that matched no row:"
+            f" {result['floor_updates_matching_no_row']}"
+        ],
+    )
+    good = (
+        result["every_subscriber_heard_every_change"]
+        and not result["graphql_failures"]
+        and not result["floor_updates_matching_no_row"]
+    )
+    return 0 if good else 1
 
 
 def main(argv: list[str]) -> int:
-    """No argument: both databases, each in a process of its own (Tortoise cannot switch
-    dialects within one); `sqlite` or `postgres`: that one, in this process."""
-    if argv:
-        if argv[0] not in DATABASES:
-            print(f"usage: python -m bench progress [{'|'.join(DATABASES)}]", file=sys.stderr)
-            return 2
-        return asyncio.run(run_one(argv[0]))
-    print(machine())
-    print(f"{ROUNDS} rounds x {REPORTS_PER_ROUND} reports, {CONCURRENT_WORKERS} concurrent workers")
-    sys.stdout.flush()
-    for database in DATABASES:
-        finished = subprocess.run(
-            [sys.executable, "-m", "bench", "progress", database], check=False
-        )
-        if finished.returncode:
-            return finished.returncode
-    return 0
+    parser = argparse.ArgumentParser(prog="python -m bench progress")
+    parser.add_argument("--quick", action="store_true", help="small rounds")
+    args = parser.parse_args(argv)
+    return asyncio.run(run(QUICK if args.quick else FULL, args.quick))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

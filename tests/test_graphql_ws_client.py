@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests import npm
+from testkit import npm
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer

@@ -40,7 +40,8 @@ import pytest_asyncio
 
 from app.factory import create_app
 from app.settings import Settings
-from tests import nexrender_types, npm
+from testkit import npm
+from tests import nexrender_types
 from tests.conftest import Account
 from tests.databases import selected_backend
 from tests.graphql_client import GraphQLClient

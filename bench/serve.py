@@ -1,11 +1,15 @@
-"""`rendertrack serve` for `python -m bench fanout`, exactly as the command line runs it, plus a
-count of the SQL statements the server sends through Tortoise (one `tortoise.db_client` debug
-record each; BEGIN/COMMIT and the bus's own LISTEN connection are not counted).
+"""`rendertrack serve` for the benchmarks, exactly as the command line runs it, plus a count of
+the SQL statements the server sends through Tortoise (one `tortoise.db_client` debug record each;
+BEGIN/COMMIT and the bus's own LISTEN connection are not counted) and a file-descriptor limit
+high enough for thousands of websockets.
+
+The count is kept in this process only: with `--workers 2` uvicorn serves from processes it
+spawns, which count nothing (bench/server.py then reports no count).
 
 A thread writes the count to the file named by $BENCH_STATEMENTS_FILE whenever it changed
 (every 50 ms at most), so the harness reads it from outside without touching the server.
 
-    python -m bench.fanout_server --host 127.0.0.1 --port 8123
+    python -m bench.serve --host 127.0.0.1 --port 8123 [--workers 2]
 """
 
 from __future__ import annotations
