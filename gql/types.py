@@ -223,17 +223,19 @@ T = TypeVar("T")
 
 async def shared(job: JobModel, key: Hashable, load: Callable[[], Awaitable[T]]) -> T:
     """A value derived from one job object, computed once for everyone who resolves it. The
-    event bus hands one job object to every subscriber of an event, so a field such as
-    queuePosition costs one read per event, not one per subscriber. Shielded: a subscriber that
-    goes away does not cancel the read the others wait for."""
-    memo: dict[Hashable, asyncio.Future[Any]] = job.__dict__.setdefault(_SHARED, {})
+    event bus hands one job object to every subscriber of an event (event_store.job_at marks it),
+    so a field such as queuePosition costs one read per event, not one per subscriber. Shielded:
+    a subscriber that goes away does not cancel the read the others wait for. A job read for one
+    request has one reader: it loads directly, without a task and a shield per field."""
+    memo: dict[Hashable, asyncio.Future[Any]] | None = job.__dict__.get(event_store.SHARED_MEMO)
+    if memo is None:
+        return await load()
     future = memo.get(key)
     if future is None:
         future = memo[key] = asyncio.ensure_future(load())
     return await asyncio.shield(future)
 
 
-_SHARED = f"{event_store.MEMO_PREFIX}_shared"
 
 
 def visible_person(info: Info, person: UserModel | None) -> User | None:

@@ -57,6 +57,8 @@ _INSERTED = _COLUMNS[1:]
 
 # Attributes a reader memoises on a job object start with this (see gql.types.shared).
 MEMO_PREFIX = "_rendertrack"
+# On a job object that several readers resolve (an event's job): what they derived from it.
+SHARED_MEMO = f"{MEMO_PREFIX}_shared"
 
 # Events one read hands back at most.
 READ_BATCH = 500
@@ -159,6 +161,8 @@ def job_at(base: Job, event: JobEvent) -> Job:
     job.__dict__.update(
         (name, value) for name, value in base.__dict__.items() if not name.startswith(MEMO_PREFIX)
     )
+    # One object per event, handed to every subscriber: its readers share what they derive.
+    job.__dict__[SHARED_MEMO] = {}
     values = {
         **event.state,
         "status": event.status,
