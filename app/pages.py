@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 STATIC_DIRECTORY = Path(__file__).resolve().parent / "static"
 DASHBOARD_PAGE = STATIC_DIRECTORY / "dashboard" / "index.html"
@@ -29,8 +30,19 @@ async def dashboard(request: Request) -> Response:
     return FileResponse(DASHBOARD_PAGE, media_type="text/html", headers=PAGE_HEADERS)
 
 
+class PageFiles(StaticFiles):
+    """The files under /static, each answered with the pages' headers: a page reached by its
+    file's own address (/static/dashboard/index.html) is as closed to framing and to other
+    origins as at `/`."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(PAGE_HEADERS)
+        return response
+
+
 def page_routes() -> list[BaseRoute]:
     return [
         Route("/", dashboard, methods=["GET", "HEAD"]),
-        Mount("/static", app=StaticFiles(directory=STATIC_DIRECTORY), name="static"),
+        Mount("/static", app=PageFiles(directory=STATIC_DIRECTORY), name="static"),
     ]

@@ -193,4 +193,9 @@ async def test_graphiql_runs_a_query_and_a_subscription_with_no_internet(
 
         await page.screenshot(path=str(screenshot_path("graphiql")))
         assert context.blocked == []  # type: ignore[attr-defined]
+        # The token stays in the tab: nothing GraphiQL keeps outlives it.
+        kept = await page.evaluate("() => JSON.stringify(Object.entries(window.localStorage))")
+        assert user.token not in kept and "graphiql:" not in kept
+        in_tab = await page.evaluate("() => JSON.stringify(Object.entries(window.sessionStorage))")
+        assert user.token in in_tab
     assert problems == []

@@ -102,7 +102,15 @@ function GraphiQLWithExplorer() {
     inputValueDeprecation: true,
     isHeadersEditorEnabled: true,
     shouldPersistHeaders: true,
+    storage: window.sessionStorage,
   });
+}
+
+// GraphiQL keeps its editors, history and headers (the API token) in the tab's sessionStorage,
+// like the dashboard: nothing outlives the tab. Earlier versions of this page used
+// localStorage; what they left there is removed.
+for (const key of Object.keys(window.localStorage)) {
+  if (key.startsWith("graphiql:")) window.localStorage.removeItem(key);
 }
 
 const root = ReactDOM.createRoot(document.getElementById("graphiql"));
