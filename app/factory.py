@@ -38,7 +38,8 @@ from gql.limits import MAX_BODY_BYTES
 from gql.view import RendertrackGraphQL
 from gql.ws_handlers import operations_finished
 from service import settings as service_settings
-from service.bus import create_bus
+from service import users
+from service.bus import PostgresBus, create_bus
 from service.events import set_publisher
 from service.sweeper import run_sweeper
 
@@ -85,6 +86,11 @@ def create_app(
             stack.callback(set_publisher, set_publisher(bus))
             app.state.bus = bus
             bus.on_revocation(graphql.connections.revoke)
+            if isinstance(bus, PostgresBus):
+                # Tokens are remembered while every revocation reaches this process at commit.
+                bus.on_revocation(users.tokens.revoke)
+                users.tokens.enable(lambda: bus.listen_backend_pid is not None)
+                stack.callback(users.tokens.disable)
             await stack.enter_async_context(_running(graphql.connections.recheck_forever()))
             if run_duties:
                 await stack.enter_async_context(sweeping(settings.sweep_interval_seconds))

@@ -25,7 +25,6 @@ from graphql import (
     ValidationRule,
     VariableNode,
 )
-from strawberry.extensions import SchemaExtension
 
 from service.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -136,28 +135,39 @@ def _arguments(field: FieldNode, variables: Mapping[str, Any]) -> Iterator[tuple
             yield argument.name.value, variables.get(value.name.value)
 
 
-class QueryCostLimit(SchemaExtension):
-    """Refuses, during validation, an operation whose estimated cost is over the limit (the
-    context's `max_query_cost`: RENDERTRACK_MAX_QUERY_COST)."""
+def budget_errors(
+    document: DocumentNode,
+    variables: Mapping[str, Any] | None,
+    operation_name: str | None,
+    limit: int | None,
+) -> list[GraphQLError]:
+    """QUERY_TOO_COSTLY when the operation's estimated cost is over `limit` (the context's
+    `max_query_cost`: RENDERTRACK_MAX_QUERY_COST; None: DEFAULT_MAX_COST), else nothing. Runs
+    on every request, the parse and the static validation of a document being cached
+    (gql/limits.py RequestChecks): the cost depends on the variables."""
+    limit = DEFAULT_MAX_COST if limit is None else limit
+    cost = query_cost(document, variables, operation_name)
+    if cost <= limit:
+        return []
+    return [
+        GraphQLError(
+            f"This query could return about {cost:,} nodes; the limit is "
+            f"{limit:,}. Ask for smaller pages (first/last), fewer nested "
+            "lists, or logs with a tail.",
+            document,
+            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
+        )
+    ]
 
-    def on_operation(self) -> Iterator[None]:
-        execution = self.execution_context
-        variables, operation_name = execution.variables, execution.operation_name
-        limit = getattr(execution.context, "max_query_cost", DEFAULT_MAX_COST)
 
-        class _Budget(ValidationRule):
-            def enter_document(self, node: DocumentNode, *_args: Any) -> None:
-                cost = query_cost(node, variables, operation_name)
-                if cost > limit:
-                    self.report_error(
-                        GraphQLError(
-                            f"This query could return about {cost:,} nodes; the limit is "
-                            f"{limit:,}. Ask for smaller pages (first/last), fewer nested "
-                            "lists, or logs with a tail.",
-                            node,
-                            extensions={"code": "QUERY_TOO_COSTLY", "cost": cost, "limit": limit},
-                        )
-                    )
+def budget_rule(
+    variables: Mapping[str, Any] | None, operation_name: str | None, limit: int | None
+) -> type[ValidationRule]:
+    """budget_errors as a validation rule, for a document validated with every rule at once."""
 
-        execution.validation_rules = (*execution.validation_rules, _Budget)
-        yield
+    class _Budget(ValidationRule):
+        def enter_document(self, node: DocumentNode, *_args: Any) -> None:
+            for error in budget_errors(node, variables, operation_name, limit):
+                self.report_error(error)
+
+    return _Budget

@@ -30,12 +30,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from cross_web import HTTPException
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, parse
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode
 from starlette.responses import Response
 from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
-from gql.limits import MAX_TOKENS
+from gql.limits import DOCUMENTS
 
 # The client's text quoted back in a refusal (a media type, an operation name): at most this much.
 QUOTED_CHARS = 100
@@ -224,9 +224,10 @@ def request_data_of(data: object) -> GraphQLRequestData:
 
 def document_of(query: str) -> DocumentNode | None:
     """The parsed document, or None when it does not parse (Strawberry reports why, within its
-    own limits)."""
+    own limits). Parsed within MAX_TOKENS and kept for the execution that follows
+    (gql/limits.py DOCUMENTS)."""
     try:
-        return parse(query, no_location=True, max_tokens=MAX_TOKENS)
+        return DOCUMENTS.parse(query)
     except GraphQLError:
         return None
 

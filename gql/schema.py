@@ -9,10 +9,9 @@ from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types.execution import ExecutionContext
 
-from gql.cost import QueryCostLimit
 from gql.errors import ErrorCodes, log_unexpected, translate
 from gql.fanout import FanOutExecutor
-from gql.limits import GuardIntrospection, HideSchemaHints, request_limits
+from gql.limits import RequestChecks
 from gql.mutations import Mutation
 from gql.queries import Query
 from gql.subscriptions import Subscription
@@ -36,13 +35,7 @@ class RendertrackSchema(strawberry.Schema):
 
 
 def build_schema() -> RendertrackSchema:
-    extensions: list[Any] = [
-        GuardIntrospection,
-        HideSchemaHints,
-        *request_limits(),
-        QueryCostLimit,
-        ErrorCodes,
-    ]
+    extensions: list[Any] = [RequestChecks, ErrorCodes]
     return RendertrackSchema(
         query=Query,
         mutation=Mutation,

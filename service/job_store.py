@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tortoise import BaseDBAsyncClient
+from tortoise.fields.relational import ForeignKeyFieldInstance
 
 from domain import leases
 from domain.errors import NotFound
@@ -51,12 +52,17 @@ class LostRace(Exception):
 
 
 async def load(connection: BaseDBAsyncClient, job_id: str) -> Job:
+    """The job without its render spec, in one prepared statement written here (the same
+    projection as `Job.filter(id=...).only(*ROW_FIELDS)`, without building the query)."""
     if not is_well_formed_id(job_id):
         raise NotFound("Job", repr(job_id))
-    job = await Job.filter(id=job_id).only(*ROW_FIELDS).using_db(connection).first()
-    if job is None:
+    rows = await connection.execute_query_dict(
+        f'SELECT {_ROW_COLUMNS} FROM "jobs" WHERE "id" = {placeholder(connection, 1)} LIMIT 1',
+        [job_id],
+    )
+    if not rows:
         raise NotFound("Job", job_id)
-    return job
+    return Job._init_from_db(**rows[0])
 
 
 async def read_row(job_id: str) -> Job | None:
@@ -121,11 +127,18 @@ async def compare_and_set(
     previous_status = JobStatus(job.status)
     previous_worker = job.worker_id
     sequence = job.sequence + 1
-    written = (
-        await Job.filter(id=job.id, status=previous_status, sequence=job.sequence, **guards)
-        .using_db(connection)
-        .update(**changes, sequence=sequence, updated_at=now)
-    )
+    if guards:
+        written = (
+            await Job.filter(id=job.id, status=previous_status, sequence=job.sequence, **guards)
+            .using_db(connection)
+            .update(**changes, sequence=sequence, updated_at=now)
+        )
+    else:
+        written = await _update_row(
+            connection,
+            {**changes, "sequence": sequence, "updated_at": now},
+            {"id": job.id, "status": previous_status, "sequence": job.sequence},
+        )
     if written != 1:
         raise LostRace(job.id)
     for field, value in {**changes, "sequence": sequence, "updated_at": now}.items():
@@ -137,6 +150,39 @@ async def compare_and_set(
         reason=reason,
         released_worker=previous_worker,
     )
+
+
+# Column -> Tortoise field, for turning a value into what the driver is sent (to_db_value).
+_COLUMN_FIELDS = {
+    **{name: Job._meta.fields_map[name] for name in Job._meta.fields_map},
+    **{
+        column: Job._meta.fields_map[field]
+        for field, column in Job._meta.fields_db_projection.items()
+    },
+}
+
+
+async def _update_row(
+    connection: BaseDBAsyncClient, values: dict[str, Any], where: dict[str, Any]
+) -> int:
+    """`UPDATE "jobs" SET ... WHERE <equalities>`: the statement Tortoise writes for
+    `Job.filter(**where).update(**values)` (same columns, same order, same conversions), built
+    directly; answers the rows it changed."""
+    marks = iter(range(1, len(values) + len(where) + 1))
+    assignments = ",".join(f'"{name}"={placeholder(connection, next(marks))}' for name in values)
+    conditions = " AND ".join(f'"{name}"={placeholder(connection, next(marks))}' for name in where)
+    arguments = [_db_value(name, value) for name, value in (*values.items(), *where.items())]
+    changed, _ = await connection.execute_query(
+        f'UPDATE "jobs" SET {assignments} WHERE {conditions}', arguments
+    )
+    return changed
+
+
+def _db_value(column: str, value: Any) -> Any:
+    field = _COLUMN_FIELDS.get(column)
+    if field is None or value is None or isinstance(field, ForeignKeyFieldInstance):
+        return value  # the foreign keys' columns hold the ids as given
+    return field.to_db_value(value, None)
 
 
 async def renew_lease(connection: BaseDBAsyncClient, job: Job, now: datetime) -> bool:

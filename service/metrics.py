@@ -230,12 +230,31 @@ _LEXEME = re.compile(
 )
 
 
+# Documents whose operation is remembered (clients send the same few again and again), and
+# the longest text remembered.
+REMEMBERED_DOCUMENTS = 256
+REMEMBERED_TEXT_CHARS = 16 * 1024
+
+
 def graphql_operation(document: object, operation_name: object = None) -> tuple[str, str | None]:
     """(type, name) of the operation a request runs: the one named `operation_name`, else the
     document's only operation; ("", None) when that cannot be told. A cheap scan of the text
     for labels and log lines, not a parse: a malformed document is refused by the real one."""
     if not isinstance(document, str):
         return "", None
+    if len(document) <= REMEMBERED_TEXT_CHARS and (
+        operation_name is None or isinstance(operation_name, str)
+    ):
+        return _remembered_operation(document, operation_name)
+    return _scanned_operation(document, operation_name)
+
+
+@functools.lru_cache(maxsize=REMEMBERED_DOCUMENTS)
+def _remembered_operation(document: str, operation_name: str | None) -> tuple[str, str | None]:
+    return _scanned_operation(document, operation_name)
+
+
+def _scanned_operation(document: str, operation_name: object) -> tuple[str, str | None]:
     operations: list[tuple[str, str | None]] = []
     depth = 0
     # At the top level: an operation type waiting for its name, "defined" once it has one (or

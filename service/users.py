@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tortoise.exceptions import IntegrityError
@@ -71,14 +74,87 @@ async def count_users() -> int:
 
 async def authenticate(token: str | None) -> User | None:
     """The active user holding this token, or None. The lookup is by an index on the hash;
-    equality of fixed-length digests of a random token leaks nothing useful by timing."""
+    equality of fixed-length digests of a random token leaks nothing useful by timing. While
+    `tokens` is on (a PostgreSQL server whose bus LISTENs), a token found is remembered."""
     if not token:
         return None
-    user = await User.get_or_none(token_hash=hash_token(token))
-    if user is None or not user.is_active:
-        return None
+    digest = hash_token(token)
+    user = tokens.get(digest)
+    if user is None:
+        generation = tokens.generation
+        user = await User.get_or_none(token_hash=digest)
+        if user is None or not user.is_active:
+            return None
+        tokens.put(digest, user, generation)
     metrics.note_user(user.id)  # the request's log line names whom the token stands for
     return user
+
+
+class TokenCache:
+    """Active users by token hash, so that a request's token costs no statement.
+
+    Only on while the process is told of every revocation at once: a PostgreSQL server whose
+    event bus LISTENs (rotate_token and deactivate_user NOTIFY at commit, from any process, the
+    command line included; app/factory.py wires `revoke` to the bus). SQLite has no such notice
+    (the command line revokes from another process), so there every request reads its token.
+    A revocation drops the user's entries; a notice that may have been lost (the bus
+    reconnected: `revoke(None)`) drops them all, and while `listening()` says the bus is down
+    nothing is remembered or answered. A lookup that started before a revocation does not
+    store what it read (`generation`). Entries also expire after `ttl` seconds.
+    """
+
+    def __init__(self, size: int = 4096, ttl: float = 30.0) -> None:
+        self.size = size
+        self.ttl = ttl
+        self.generation = 0
+        self._listening: Callable[[], bool] | None = None
+        self._entries: OrderedDict[str, tuple[User, float]] = OrderedDict()
+
+    @property
+    def enabled(self) -> bool:
+        return self._listening is not None and self._listening()
+
+    def enable(self, listening: Callable[[], bool]) -> None:
+        """Remember tokens while `listening()` (the bus receives every revocation)."""
+        self._listening = listening
+        self.revoke(None)
+
+    def disable(self) -> None:
+        self._listening = None
+        self.revoke(None)
+
+    def get(self, digest: str) -> User | None:
+        if not self._entries or not self.enabled:
+            return None
+        found = self._entries.get(digest)
+        if found is None:
+            return None
+        user, expires = found
+        if time.monotonic() >= expires:
+            del self._entries[digest]
+            return None
+        self._entries.move_to_end(digest)
+        return user
+
+    def put(self, digest: str, user: User, generation: int) -> None:
+        if generation != self.generation or not self.enabled:
+            return
+        self._entries[digest] = (user, time.monotonic() + self.ttl)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def revoke(self, user_id: str | None) -> None:
+        """The user's token changed or they were deactivated (None: anyone's may have)."""
+        self.generation += 1
+        if user_id is None:
+            self._entries.clear()
+            return
+        for digest in [d for d, (user, _) in self._entries.items() if user.id == user_id]:
+            del self._entries[digest]
+
+
+tokens = TokenCache()
 
 
 async def rotate_token(user_id: str, *, actor: Actor | None = None) -> IssuedToken:
@@ -104,6 +180,8 @@ async def _revoking(user: User, **changes: object) -> None:
     async with in_transaction() as connection:
         await User.filter(id=user.id).using_db(connection).update(**changes)
         await publisher().stage_revocation(connection, user.id)
+    # This process forgets the token before anything else runs; the others at the notice.
+    tokens.revoke(user.id)
     await publisher().revocation_committed(user.id)
     await user.refresh_from_db()
 
