@@ -4,7 +4,8 @@ Codes (extensions.code): UNAUTHENTICATED, FORBIDDEN, NOT_FOUND, BAD_USER_INPUT (
 extensions.fields), INVALID_TRANSITION (with extensions.from and .to), CONFLICT,
 GRAPHQL_VALIDATION_FAILED for a malformed query, INTERNAL_SERVER_ERROR for anything else, whose
 traceback is logged on the server and never sent. The HTTP transport (gql/view.py) adds
-NOT_ACCEPTABLE (406), UNSUPPORTED_MEDIA_TYPE (415), METHOD_NOT_ALLOWED (405) and
+NOT_ACCEPTABLE (406), UNSUPPORTED_MEDIA_TYPE (415), METHOD_NOT_ALLOWED (405),
+SERVICE_UNAVAILABLE (503: the token could not be checked, the database did not answer) and
 OPERATION_NOT_ALLOWED (a subscription over HTTP, a mutation over GET).
 """
 

@@ -95,6 +95,21 @@ def method_not_allowed() -> Refusal:
     )
 
 
+# Seconds a client is asked to wait before trying again while the database is unreachable.
+RETRY_AFTER_SECONDS = 5
+
+
+def database_unreachable() -> Refusal:
+    """The token could not be checked: the server's database did not answer. Not the client's
+    fault and not a crash: 503, coded, with when to try again."""
+    return Refusal(
+        503,
+        "The server cannot reach its database right now; try again in a few seconds.",
+        "SERVICE_UNAVAILABLE",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def quoted(text: str) -> str:
     return repr(text if len(text) <= QUOTED_CHARS else text[:QUOTED_CHARS] + "...")
 

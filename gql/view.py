@@ -14,7 +14,7 @@ from typing import Any
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import OperationDefinitionNode, validate
 from graphql import OperationType as OperationKind
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
@@ -36,6 +36,7 @@ from gql.http_protocol import (
     Refusal,
     check_content_type,
     chosen,
+    database_unreachable,
     describe,
     document_of,
     is_request_error,
@@ -54,6 +55,9 @@ from gql.schema import schema as default_schema
 from gql.ws_handlers import LegacyWSHandler, TransportWSHandler, reject
 
 logger = logging.getLogger(__name__)
+
+# What the log shows for a request whose client left before sending it whole (nginx's code).
+CLIENT_CLOSED_REQUEST = 499
 
 ALLOWED_ORIGINS_VARIABLE = "RENDERTRACK_ALLOWED_ORIGINS"
 DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
@@ -143,6 +147,10 @@ class RendertrackGraphQL(GraphQL):
             response = await super().run(request, context, root_value)
         except HTTPException as error:
             return self.refusal_response(refusal_of(error), media_type)
+        except ClientDisconnect:
+            # The client went away before its body arrived: nobody to answer, nothing to log
+            # as the server's failure.
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         status = getattr(request.state, "graphql_request_error_status", None)
         if media_type == GRAPHQL_RESPONSE_JSON and status is not None:
             response.status_code = status
@@ -293,7 +301,13 @@ class RendertrackGraphQL(GraphQL):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        user = await user_from_header(request.headers.get("authorization"))
+        try:
+            user = await user_from_header(request.headers.get("authorization"))
+        except Exception as error:  # the database did not answer: the server's trouble
+            logger.warning("Could not check a token: %s: %s", type(error).__name__, error)
+            if not isinstance(request, WebSocket):
+                raise database_unreachable() from None
+            user = None  # a websocket authenticates with connection_init, checked again there
         return Context(
             request=request,
             response=response,

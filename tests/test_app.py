@@ -135,3 +135,41 @@ async def test_graphql_answers_a_browser_with_the_graphiql_page(db: str) -> None
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "graphiql" in response.text.lower()
+
+
+async def test_graphql_with_a_token_is_a_coded_503_while_the_database_is_away(
+    backend: str,
+) -> None:
+    if backend != "postgres":
+        pytest.skip(NOT_ON_SQLITE)
+    server_url = postgres_server_url()
+    assert server_url is not None
+    async with fresh_postgres_database(server_url) as url:
+        await apply_migrations(url)
+        name = url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
+        try:
+            app = create_app(Settings(database_url=url))
+            async with running(app) as client:
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    name,
+                )
+                response = await asyncio.wait_for(
+                    client.post(
+                        "/graphql",
+                        json={"query": "{ me { email } }"},
+                        headers={"Authorization": "Bearer rt_" + "x" * 43},
+                    ),
+                    timeout=10,
+                )
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    [error] = response.json()["errors"]
+    assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    assert "Traceback" not in response.text

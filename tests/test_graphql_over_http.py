@@ -7,7 +7,9 @@ server cannot or will not take, each a GraphQL response with a coded error."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ import pytest
 from models import Job
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
+from tests.live_server import LiveServer
 
 GQL = "application/graphql-response+json"
 JSON = "application/json"
@@ -407,3 +410,26 @@ async def test_null_optional_parameters_are_absent_ones(
     query = "query($id: ID!) { job(id: $id) { id } }"
     params = {"query": query, "variables": json.dumps({"id": "x"})}
     assert answer(await get(api, params, accept=media_type, token=token), 200, media_type)["data"]
+
+
+async def test_a_client_that_leaves_mid_body_is_no_server_error(
+    live: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    _, writer = await asyncio.open_connection("127.0.0.1", live.port)
+    writer.write(
+        b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 1000\r\n\r\n{"query": "{ me'
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(10):  # the request's own log line: the server has handled it
+        while not any(record.getMessage() == "POST /graphql 499" for record in caplog.records):
+            await asyncio.sleep(0.02)
+    async with httpx.AsyncClient(base_url=live.http_url, timeout=10) as client:
+        # The server goes on serving; the request that never arrived left no error behind.
+        answer = await client.post("/graphql", json={"query": "{ __typename }"})
+    assert answer.status_code == 200
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert errors == [], [record.getMessage() for record in errors]
