@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.logging import DefaultFormatter
 
@@ -98,33 +99,32 @@ class TextFormatter(DefaultFormatter):
         return mask_tokens(super().format(record))
 
 
+def _values(
+    formatter: logging.Formatter, record: logging.LogRecord, message: str
+) -> dict[str, Any]:
+    """What a structured line holds: when, how grave, where from, the message (under `message`),
+    the record's fields, and the error's traceback if any."""
+    values: dict[str, Any] = {
+        "time": _time(record),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "pid": record.process,
+        message: record.getMessage(),
+        **_fields(record),
+    }
+    if record.exc_info:
+        values["error"] = formatter.formatException(record.exc_info)
+    return values
+
+
 class KeyValueFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        values: dict[str, Any] = {
-            "time": _time(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "msg": record.getMessage(),
-            **_fields(record),
-        }
-        if record.exc_info:
-            values["error"] = self.formatException(record.exc_info)
-        return mask_tokens(_pairs(values))
+        return mask_tokens(_pairs(_values(self, record, "msg")))
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        values: dict[str, Any] = {
-            "time": _time(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,
-            "message": record.getMessage(),
-            **_fields(record),
-        }
-        if record.exc_info:
-            values["error"] = self.formatException(record.exc_info)
+        values = _values(self, record, "message")
         if record.stack_info:
             values["stack"] = self.formatStack(record.stack_info)
         return mask_tokens(json.dumps(values, default=str))
@@ -328,6 +328,9 @@ class RequestLog:
                 logged = f"{kind} {found or metrics.ANONYMOUS}" if kind else metrics.ANONYMOUS
                 return label, logged[:MAX_LOGGED_OPERATION]
         route = scope.get("route")
+        if isinstance(route, Mount):  # an app under a prefix (the files under /static)
+            label = f"{method} {scope.get('root_path', '')}/{{path}}"
+            return label, label
         template = getattr(route, "path", None)
         if template is None:
             return "unmatched", f"{method} (no route)"

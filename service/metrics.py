@@ -144,17 +144,15 @@ def note_user(user_id: str) -> None:
 
 
 def claim(use_case: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Times a claim use case and counts the jobs it hands out (it returns a job, or None when
-    there was none)."""
+    """Times a claim use case that ran (it returns a job, or None when there was none; a
+    refused claim raises and is neither timed nor counted) and counts the jobs it hands out."""
 
     @functools.wraps(use_case)
     async def measured(*args: P.args, **kwargs: P.kwargs) -> T:
         path = current_api()
         started = time.perf_counter()
-        try:
-            job = await use_case(*args, **kwargs)
-        finally:
-            CLAIM_SECONDS.labels(path).observe(time.perf_counter() - started)
+        job = await use_case(*args, **kwargs)
+        CLAIM_SECONDS.labels(path).observe(time.perf_counter() - started)
         if job is not None:
             CLAIMS.labels(path).inc()
         return job

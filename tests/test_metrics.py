@@ -196,6 +196,30 @@ async def test_the_sweepers_actions_are_counted_by_action(accounts: dict[str, Ac
     assert after(actions, action="failed") == before(actions, action="failed")
 
 
+async def test_a_refused_claim_is_neither_timed_nor_counted(
+    http: httpx.AsyncClient, accounts: dict[str, Account]
+) -> None:
+    before = await scrape(http)
+    refused = await GraphQLClient(http)(CLAIM, {}, accounts["user"].token)
+    assert refused.errors[0]["extensions"]["code"] == "FORBIDDEN"
+    pickup = await http.get(
+        "/api/v1/jobs/pickup", headers={"nexrender-secret": accounts["user"].token}
+    )
+    assert pickup.status_code == 403
+    after = await scrape(http)
+    count = "rendertrack_claim_duration_seconds_count"
+    for path in ("graphql", "nexrender"):
+        assert after(count, path=path) == before(count, path=path), path
+
+
+async def test_files_under_static_are_labelled_by_their_mount(http: httpx.AsyncClient) -> None:
+    assert (await http.get("/static/dashboard/app.js")).status_code == 200
+    after = await scrape(http)
+    count = "rendertrack_http_request_duration_seconds_count"
+    assert after(count, operation="GET /static/{path}") >= 1
+    assert not after.has(count, operation="GET /static/static")
+
+
 def metrics_text() -> str:
     return scrape_text(None).decode()
 
