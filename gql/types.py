@@ -19,6 +19,7 @@ from domain.status import JobStage as DomainJobStage
 from domain.status import JobStatus as DomainJobStatus
 from domain.status import Role as DomainRole
 from gql.context import require_actor
+from gql.preload import MISSING, QUEUE, owner_key, preload, preloaded
 from models import Job as JobModel
 from models import User as UserModel
 from service import clock, event_store, history, job_logs, job_store, queries
@@ -180,9 +181,16 @@ class Job:
         )
 
     @strawberry.field(description="The user who submitted the job; null for workers.")
-    async def user(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
+    def user(self, info: Info) -> Annotated[User, strawberry.lazy("gql.types")] | None:
+        # A resolver may hand graphql-core an awaitable: a preloaded owner is answered at once.
         if not policy.can_see_owner(require_actor(info)):
             return None
+        owner = preloaded(self.model, owner_key(self.model.user_id))
+        if owner is MISSING:
+            return self._owner_later(info)  # type: ignore[return-value]
+        return None if owner is None else User.of(owner)
+
+    async def _owner_later(self, info: Info) -> User | None:
         owner = await _person(info, self.model, self.model.user_id)
         return None if owner is None else User.of(owner)
 
@@ -206,10 +214,14 @@ class Job:
         description="1 for the next job to be claimed; null unless a claim could hand it out "
         "now (QUEUED, out of its retry backoff, before its deadline)."
     )
-    async def queue_position(self, info: Info) -> int | None:
+    def queue_position(self, info: Info) -> int | None:
+        # A resolver may hand graphql-core an awaitable: a preloaded position is answered at once.
         if DomainJobStatus(self.model.status) is not DomainJobStatus.QUEUED:
             return None
-        return await _queue_position(info, self.model)
+        position = preloaded(self.model, QUEUE)
+        if position is MISSING:
+            return _queue_position(info, self.model)  # type: ignore[return-value]
+        return position
 
 
 def _stage_of(job: JobModel) -> DomainJobStage | None:
@@ -236,8 +248,6 @@ async def shared(job: JobModel, key: Hashable, load: Callable[[], Awaitable[T]])
     return await asyncio.shield(future)
 
 
-
-
 def visible_person(info: Info, person: UserModel | None) -> User | None:
     """A user a job names (its worker, or who made a change), if the caller may know them."""
     if person is None:
@@ -248,6 +258,9 @@ def visible_person(info: Info, person: UserModel | None) -> User | None:
 
 
 async def _queue_position(info: Info, job: JobModel) -> int | None:
+    position = preloaded(job, QUEUE)
+    if position is not MISSING:
+        return position
     return await shared(job, "queue", lambda: info.context.queue_positions.load(job))
 
 
@@ -338,8 +351,10 @@ async def resolve_jobs(
         owned = dataclasses.replace(query, user_id=None)
         context = info.context
         page = await context.owner_pages.load((actor, root.id, owned, request))
+        await preload(info, page.jobs)
         return JobConnection.of(page, lambda: context.owner_counts.load((actor, root.id, owned)))
     page = await queries.page_of_jobs(actor, query, request)
+    await preload(info, page.jobs)
     return JobConnection.of(page, lambda: queries.count_jobs(actor, query))
 
 
