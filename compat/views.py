@@ -11,7 +11,7 @@ from domain.nexrender_jobs import JobFacts
 from domain.policy import Actor
 from domain.status import JobStage, JobStatus, Role
 from models import Job, User
-from service import queries
+from service import job_store, queries
 
 
 async def job_views(
@@ -22,7 +22,9 @@ async def job_views(
     if not jobs:
         return []
     ids = [job.id for job in jobs]
-    specs = dict(zip(ids, await queries.render_specs(ids), strict=True))
+    unread = [job.id for job in jobs if not job_store.has_render_spec(job)]
+    specs = dict(zip(unread, await queries.render_specs(unread), strict=True)) if unread else {}
+    specs.update((job.id, job.nexrender_config) for job in jobs if job.id not in specs)
     entries = await queries.status_entries(ids)
     wanted = {job.user_id for job in jobs if policy.can_see_owner(actor)}
     wanted |= {job.worker_id for job in jobs if job.worker_id is not None}

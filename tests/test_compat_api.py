@@ -369,7 +369,11 @@ async def test_pickup_follows_the_queue_order_and_answers_empty_when_nothing_is_
 
 async def test_the_pickup_answers_the_job_picked(rest: Rest, accounts: dict[str, Account]) -> None:
     uid = await posted(rest, accounts)
-    job = await picked(rest, accounts["worker"].token)
+    with capture_sql() as seen:
+        job = await picked(rest, accounts["worker"].token)
+    # The render spec comes with the claimed row, not from a second read (render_specs).
+    spec_reads = [sql.one_line for sql in seen if sql.one_line.startswith('SELECT "id" "0"')]
+    assert spec_reads == []
     assert job["uid"] == uid and job["state"] == "picked"
     assert job["executor"] == "worker" and job["startedAt"] is not None
     assert job["template"] == nexrender_job()["template"]
