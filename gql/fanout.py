@@ -1,11 +1,17 @@
 """One event, many subscribers: the selection of a subscription document runs once per event,
-caller and variables, and every subscriber with the same ones receives that one result.
+caller and variables, and every subscriber with the same ones receives that one result, and
+that one result is encoded to JSON once.
 
 The bus hands one job object to every subscriber of an event (service/bus/core.py). A
 subscriber's per-event execution keys its result on that object, with the document's text, the
 operation, the variables and the caller (visibility decides what some fields show, so results
 are never shared between callers). Snapshots and replays build a job object per subscriber and
 are executed as usual.
+
+Once the first subscriber's execution of an event has finished, the others do not build an
+executor for it at all: they are handed the finished result. Its data is a `SharedData` (a
+dict), whose JSON text is encoded the first time a websocket sends it and reused by every other
+subscriber's `next` message (gql/ws_handlers.py), so that the work per subscriber is a send.
 """
 
 from __future__ import annotations
@@ -23,17 +29,59 @@ from service.event_store import MEMO_PREFIX
 _RESULTS = f"{MEMO_PREFIX}_results"
 
 
+class SharedData(dict):  # type: ignore[type-arg]
+    """The data of a result every subscriber with the same document, variables and caller
+    receives for one event. Nothing changes it after execution: its JSON is encoded once."""
+
+    __slots__ = ("_payload_json",)
+
+    def payload_json(self) -> str:
+        """`{"data": ...}` as JSON, exactly as Strawberry's websocket transports encode a
+        payload (compact separators, ASCII)."""
+        try:
+            return self._payload_json
+        except AttributeError:
+            self._payload_json: str = json.dumps({"data": self}, separators=(",", ":"))
+            return self._payload_json
+
+
 def shared_by(payload: object) -> object | None:
     """The object a subscription payload's result may be shared on (None: not shared)."""
     return getattr(payload, "shared_by", None)
 
 
+class _Finished:
+    """The per-event "executor" of a subscriber whose result another subscriber already
+    computed: its operation is that result."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self.result
+
+
 class FanOutExecutor(SchemaHintsExecutor):
     def build_per_event_executor(self, payload: Any) -> Any:
+        owner = shared_by(payload)
+        if owner is None:
+            return super().build_per_event_executor(payload)
+        key = getattr(self, "_share_key", None)
+        if key is None:
+            key = self._share_key = _request_key(self)
+        results = owner.__dict__.get(_RESULTS)
+        future = None if results is None else results.get(key)
+        if (
+            future is not None
+            and future.done()
+            and not future.cancelled()
+            and future.exception() is None
+        ):
+            return _Finished(future.result())
         executor = super().build_per_event_executor(payload)
-        if shared_by(payload) is not None and getattr(self, "_share_key", None) is None:
-            self._share_key = _request_key(self)
-            executor._share_key = self._share_key
+        executor._share_key = key
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
@@ -48,6 +96,7 @@ class FanOutExecutor(SchemaHintsExecutor):
         if future is None:
             outcome = super().execute_operation(serially)
             if not self.is_awaitable(outcome):
+                outcome = _shareable(outcome)
                 done = asyncio.get_running_loop().create_future()
                 done.set_result(outcome)
                 results[key] = done
@@ -57,7 +106,14 @@ class FanOutExecutor(SchemaHintsExecutor):
 
 
 async def _awaited(outcome: Awaitable[ExecutionResult]) -> ExecutionResult:
-    return await outcome
+    return _shareable(await outcome)
+
+
+def _shareable(result: ExecutionResult) -> ExecutionResult:
+    """The result with its data as SharedData, so that its JSON is encoded once."""
+    if isinstance(result, ExecutionResult) and type(result.data) is dict:
+        result.data = SharedData(result.data)
+    return result
 
 
 def _request_key(executor: Any) -> Hashable:

@@ -16,6 +16,10 @@ from gql.errors import extensions_of, message_of
 from gql.events import JobEvent
 from gql.types import JobStatus
 from service import live
+from service.event_store import MEMO_PREFIX
+
+# A live update's GraphQL event, kept on the job object every subscriber of the event receives.
+_EVENT = f"{MEMO_PREFIX}_event"
 
 
 @strawberry.input(description="Narrows jobEvents; every given condition must hold.")
@@ -74,9 +78,21 @@ async def _translated(updates: AsyncGenerator[live.Update, None]) -> AsyncGenera
     async with contextlib.aclosing(updates):
         try:
             async for update in updates:
-                yield JobEvent.of(update)
+                yield _event_of(update)
         except DomainError as error:
             raise GraphQLError(message_of(error), extensions=extensions_of(error)) from None
+
+
+def _event_of(update: live.Update) -> JobEvent:
+    """The GraphQL event of an update. A live update's job object is the one every subscriber
+    of its event receives (service/bus/core.py): they all get one JobEvent, built once."""
+    if not update.live:
+        return JobEvent.of(update)
+    memo = update.job.__dict__
+    event = memo.get(_EVENT)
+    if event is None:
+        event = memo[_EVENT] = JobEvent.of(update)
+    return event
 
 
 def _actor(info: Info) -> Actor:

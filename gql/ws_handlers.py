@@ -4,21 +4,29 @@ graphql-transport-ws with a bare "Forbidden" and the legacy protocol with 1011),
 subscription cap's refusal is coded (Strawberry sends a bare "Subscription limit reached").
 
 Both count the subscriptions they run (service.metrics), and keep the queries and mutations in
-flight, so that a stopping server lets them finish before it closes the websockets."""
+flight, so that a stopping server lets them finish before it closes the websockets.
+
+A `next` (graphql-transport-ws) or `data` (legacy) message whose result every subscriber of an
+event shares (gql/fanout.py) is sent as text built around the payload's JSON, encoded once for
+all of them: byte for byte what Strawberry's encoding of the message would be."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
+from starlette.websockets import WebSocketDisconnect
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from gql.fanout import SharedData
 from service import metrics
 
 STRAWBERRY_LIMIT_MESSAGE = "Subscription limit reached"
@@ -78,6 +86,36 @@ class _RefusalCloser:
             code, reason = REFUSED_CLOSE_CODE, rejection
         await self._adapter.close(code, reason)
 
+    async def send_text(self, text: str) -> None:
+        """Sends JSON text already encoded, as the adapter's send_json would send it."""
+        websocket = getattr(self._adapter, "ws", None)
+        if websocket is None:  # not Starlette's: the adapter encodes again
+            await self._adapter.send_json(json.loads(text))
+            return
+        try:
+            await websocket.send_text(text)
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
+def shared_frame(message: Any, kind: str) -> str | None:
+    """The text of a `kind` message ({"id", "type", "payload": {"data"}}, keys in any order)
+    whose data is shared (gql/fanout.py), with the payload's JSON encoded once; None for any
+    other message."""
+    if type(message) is not dict or message.get("type") != kind or len(message) != 3:
+        return None
+    payload = message.get("payload")
+    if type(payload) is not dict or len(payload) != 1:
+        return None
+    data = payload.get("data")
+    if type(data) is not SharedData or not isinstance(message.get("id"), str):
+        return None
+    parts = [
+        f'"{name}":{data.payload_json() if name == "payload" else json.dumps(value)}'
+        for name, value in message.items()
+    ]
+    return "{" + ",".join(parts) + "}"
+
 
 # The queries and mutations running on this process's websockets (their operations' tasks).
 _in_flight: set[asyncio.Task[Any]] = set()
@@ -124,6 +162,10 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
             await super().run_operation(operation)
 
     async def send_message(self, message: Any) -> None:
+        frame = shared_frame(message, "next")
+        if frame is not None:
+            await self.websocket.send_text(frame)
+            return
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))
 
 
@@ -154,4 +196,8 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
             await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def send_message(self, message: Any) -> None:
+        frame = shared_frame(message, "data")
+        if frame is not None:
+            await self.websocket.send_text(frame)
+            return
         await super().send_message(_coded(message, self.max_subscriptions_per_connection))
