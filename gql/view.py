@@ -58,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 # What the log shows for a request whose client left before sending it whole (nginx's code).
 CLIENT_CLOSED_REQUEST = 499
+# The websocket close code for "the server cannot serve this now; reconnect later" (RFC 6455
+# registry): unlike 4403, a client keeps its token and retries.
+TRY_AGAIN_LATER = 1013
 
 ALLOWED_ORIGINS_VARIABLE = "RENDERTRACK_ALLOWED_ORIGINS"
 DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
@@ -327,7 +330,16 @@ class RendertrackGraphQL(GraphQL):
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
         header = params.get("Authorization") or params.get("authorization")
         if isinstance(header, str):
-            context.user = await user_from_header(header)
+            try:
+                context.user = await user_from_header(header)
+            except Exception as error:  # the database did not answer: not the client's doing
+                logger.warning("Could not check a token: %s: %s", type(error).__name__, error)
+                reject(
+                    context,
+                    "The server cannot reach its database; reconnect in a few seconds.",
+                    code="SERVICE_UNAVAILABLE",
+                    close_code=TRY_AGAIN_LATER,
+                )
         if context.user is None:
             reject(context, "A valid API token is required.")
         if isinstance(context.request, WebSocket):

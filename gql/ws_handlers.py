@@ -61,11 +61,18 @@ MAX_REASON_BYTES = 123
 
 
 def reject(
-    context: Any, reason: str, *, code: str = "FORBIDDEN", detail: str | None = None
+    context: Any,
+    reason: str,
+    *,
+    code: str = "FORBIDDEN",
+    detail: str | None = None,
+    close_code: int | None = None,
 ) -> NoReturn:
-    """Refuses connection_init: remembers why for the close frame, and raises Strawberry's
-    rejection (whose payload the legacy protocol sends as connection_error)."""
+    """Refuses connection_init: remembers why for the close frame (4403 unless `close_code`
+    says otherwise), and raises Strawberry's rejection (whose payload the legacy protocol sends
+    as connection_error)."""
     context.rejection = reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+    context.rejection_close_code = close_code or REFUSED_CLOSE_CODE
     raise ConnectionRejectionError({"message": detail or reason, "code": code})
 
 
@@ -83,7 +90,8 @@ class _RefusalCloser:
     async def close(self, code: int, reason: str) -> None:
         rejection = getattr(self._context, "rejection", None)
         if rejection:
-            code, reason = REFUSED_CLOSE_CODE, rejection
+            code = getattr(self._context, "rejection_close_code", REFUSED_CLOSE_CODE)
+            reason = rejection
         await self._adapter.close(code, reason)
 
     async def send_text(self, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from app.factory import create_app
 from app.migrations import apply_migrations
 from app.settings import Settings
 from tests.databases import fresh_postgres_database, postgres_server_url
+from tests.live_server import TRANSPORT_WS, closed_within, open_socket, serve
 
 UNREACHABLE_POSTGRES = "postgres://postgres@127.0.0.1:1/nowhere"
 LIFESPAN_TIMEOUT = 20.0
@@ -173,3 +175,39 @@ async def test_graphql_with_a_token_is_a_coded_503_while_the_database_is_away(
     [error] = response.json()["errors"]
     assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE"
     assert "Traceback" not in response.text
+
+
+async def test_a_websocket_whose_token_cannot_be_checked_is_told_to_come_back_later(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if backend != "postgres":
+        pytest.skip(NOT_ON_SQLITE)
+    server_url = postgres_server_url()
+    assert server_url is not None
+    async with fresh_postgres_database(server_url) as url:
+        await apply_migrations(url)
+        name = url.rsplit("/", 1)[1]
+        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
+        try:
+            async with serve(create_app(Settings(database_url=url))) as live:
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    name,
+                )
+                async with open_socket(live, TRANSPORT_WS) as socket:
+                    await socket.send(
+                        {
+                            "type": "connection_init",
+                            "payload": {"Authorization": "Bearer rt_" + "x" * 43},
+                        }
+                    )
+                    code, reason = await closed_within(socket, 10)
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        finally:
+            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await admin.close()
+    # 1013 "try again later", not 4403: a client keeps its token and reconnects.
+    assert code == 1013 and "database" in reason
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
