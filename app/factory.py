@@ -26,6 +26,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route, WebSocketRoute
 
 from app.body_limit import BodySizeLimit
+from app.collector import tune_collector
 from app.database import open_database
 from app.health import database_health, healthz, readyz
 from app.logs import OpenWebsockets, RequestLog
@@ -58,10 +59,16 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def create_app(
-    settings: Settings | None = None, *, manage_database: bool = True, run_duties: bool = True
+    settings: Settings | None = None,
+    *,
+    manage_database: bool = True,
+    run_duties: bool = True,
+    own_process: bool = False,
 ) -> Starlette:
     """`manage_database=False` leaves opening the database to the caller (tests that already
-    hold one); `run_duties=False` starts no sweeper (tests that run its rounds themselves)."""
+    hold one); `run_duties=False` starts no sweeper (tests that run its rounds themselves);
+    `own_process=True` (a server process, not a test's) tunes the garbage collector once the
+    app has started (app/collector.py)."""
     settings = settings or Settings.from_env()
     graphql = RendertrackGraphQL(
         public_introspection=settings.public_introspection,
@@ -95,6 +102,8 @@ def create_app(
             if run_duties:
                 await stack.enter_async_context(sweeping(settings.sweep_interval_seconds))
             stack.enter_context(_draining_before_uvicorn_stops(app, websockets))
+            if own_process:
+                tune_collector()
             yield
 
     app = Starlette(
@@ -239,4 +248,4 @@ async def _running(work: Coroutine[object, object, None]) -> AsyncIterator[None]
 
 def create_app_from_env() -> Starlette:
     """uvicorn's factory entry point (`--workers N` imports it in each worker process)."""
-    return create_app(Settings.from_env())
+    return create_app(Settings.from_env(), own_process=True)
