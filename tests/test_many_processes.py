@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.databases import (
 )
 from tests.graphql_client import GraphQLClient
 from tests.live_server import Socket, open_socket
+from tests.observed_server import serve_with
 from tests.operations import (
     CLAIM,
     COMPLETE,
@@ -51,6 +53,8 @@ pytestmark = [
 ]
 
 WAIT = 10.0
+# The kernel spreads connections over the processes; this many all on one would be a fault.
+MAX_SOCKETS_TO_REACH_BOTH = 16
 
 JOB_EVENTS = """
 subscription { jobEvents { kind sequence previousStatus job { id status progress } } }
@@ -96,9 +100,15 @@ def render_steps(job_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def subscribe_job(
-    server: ServerProcess, stack: contextlib.AsyncExitStack, token: str, job_id: str
+    server: ServerProcess,
+    stack: contextlib.AsyncExitStack,
+    token: str,
+    job_id: str,
+    *,
+    request_id: str | None = None,
 ) -> Socket:
-    socket = await stack.enter_async_context(open_socket(server.live))
+    headers = {"X-Request-ID": request_id} if request_id else None
+    socket = await stack.enter_async_context(open_socket(server.live, headers=headers))
     assert (await socket.init(token))["type"] == "connection_ack"
     await socket.subscribe(JOB_UPDATED, {"id": job_id})
     assert event_of(await socket.next_payload()) == ("SNAPSHOT", "QUEUED", 0, None)
@@ -192,16 +202,24 @@ async def test_job_events_on_one_process_see_changes_made_through_another(pair: 
 async def test_every_worker_process_of_one_server_delivers_every_event(
     empty_database: str, tmp_path: Path
 ) -> None:
-    async with rendertrack_serve(empty_database, tmp_path, "--workers", "2") as server:
+    json_logs = {"RENDERTRACK_LOG_FORMAT": "json"}
+    async with serve_with(json_logs, empty_database, tmp_path, "--workers", "2") as server:
         admin = await server.read_token()
         await server.until_healthy()
         async with graphql(server) as http, contextlib.AsyncExitStack() as stack:
             user = await create_user(http, admin, "user@example.com", "USER")
             worker = await create_user(http, admin, "worker@example.com", "WORKER")
             job_id = await submit(http, user)
-            # Separate connections: the kernel hands them to either worker process.
-            sockets = [await subscribe_job(server, stack, user, job_id) for _ in range(2)]
-            seen: list[list[tuple]] = [[], []]
+            # Separate connections: the kernel hands each to either worker process. Open them
+            # until the server's log shows that both processes hold one.
+            sockets: list[Socket] = []
+            processes: set[int] = set()
+            while len(processes) < 2:
+                assert len(sockets) < MAX_SOCKETS_TO_REACH_BOTH, "one process took every socket"
+                name = f"subscriber-{len(sockets)}"
+                sockets.append(await subscribe_job(server, stack, user, job_id, request_id=name))
+                processes.add(await process_of(server, name))
+            seen: list[list[tuple]] = [[] for _ in sockets]
             for query, variables in render_steps(job_id):
                 await mutate(http, worker, query, **variables)
                 for socket, events in zip(sockets, seen, strict=True):
@@ -211,10 +229,24 @@ async def test_every_worker_process_of_one_server_delivers_every_event(
         await server.stop()
         assert server.stopped_by_sigint and server.process.returncode == 0, server.log_tail()
         log = server.log_text()
-    assert seen == [RENDER_EVENTS, RENDER_EVENTS]
+    assert seen == [RENDER_EVENTS] * len(sockets)
     assert log.count("Started server process") == 2, log
     assert server.stdout_rest == b"", server.stdout_rest  # the one token line only
     assert "Traceback" not in log
+
+
+async def process_of(server: ServerProcess, request_id: str) -> int:
+    """The pid of the server process whose log says it opened the websocket `request_id`."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            for line in server.log_text().splitlines():
+                if line.startswith("{"):
+                    record = json.loads(line)
+                    if record.get("request_id") == request_id and record["message"].startswith(
+                        "websocket open "
+                    ):
+                        return int(record["pid"])
+            await asyncio.sleep(0.05)
 
 
 async def test_a_revocation_through_one_process_closes_the_users_websocket_on_another(
