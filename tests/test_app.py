@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -56,6 +57,47 @@ def assert_unavailable(response: httpx.Response) -> None:
     assert "Traceback" not in response.text
 
 
+@dataclass
+class Outage:
+    """A migrated PostgreSQL database of the test's own, which `begin` makes refuse every
+    connection (and drops the open ones) and `end` opens again."""
+
+    url: str
+    admin: asyncpg.Connection
+
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[1]
+
+    async def begin(self) -> None:
+        await self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
+        await self.admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            self.name,
+        )
+
+    async def end(self) -> None:
+        await self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS true')
+
+
+@asynccontextmanager
+async def outage_ready(backend: str) -> AsyncIterator[Outage]:
+    if backend != "postgres":
+        pytest.skip(NOT_ON_SQLITE)
+    server_url = postgres_server_url()
+    assert server_url is not None
+    async with fresh_postgres_database(server_url) as url:
+        await apply_migrations(url)
+        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
+        outage = Outage(url, admin)
+        try:
+            yield outage
+        finally:
+            await outage.end()
+            await admin.close()
+
+
 async def test_healthz_answers_ok_when_the_database_answers(db: str) -> None:
     app = create_app(Settings(database_url=db), manage_database=False)
     async with client_of(app) as client:
@@ -89,36 +131,21 @@ async def test_the_database_check_is_503_when_the_database_server_cannot_be_reac
 async def test_the_database_check_follows_the_database_going_away_and_coming_back(
     backend: str,
 ) -> None:
-    if backend != "postgres":
-        pytest.skip(NOT_ON_SQLITE)
-    server_url = postgres_server_url()
-    assert server_url is not None
-    async with fresh_postgres_database(server_url) as url:
-        await apply_migrations(url)
-        name = url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
-        try:
-            app = create_app(Settings(database_url=url))
-            async with running(app) as client:
-                assert (await client.get("/api/v1/health")).status_code == 200
+    async with (
+        outage_ready(backend) as outage,
+        running(create_app(Settings(database_url=outage.url))) as client,
+    ):
+        assert (await client.get("/api/v1/health")).status_code == 200
 
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    name,
-                )
-                for _ in range(2):
-                    response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
-                    assert_unavailable(response)
+        await outage.begin()
+        for _ in range(2):
+            response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
+            assert_unavailable(response)
 
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-                response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
-                assert response.status_code == 200
-                assert response.json() == {"status": "ok"}
-        finally:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await admin.close()
+        await outage.end()
+        response = await asyncio.wait_for(client.get("/api/v1/health"), timeout=10)
+        assert response.status_code == 200
+        assert response.json() == {"status": "ok"}
 
 
 async def test_the_app_refuses_to_start_on_a_sqlite_path_it_cannot_use(tmp_path: Path) -> None:
@@ -142,34 +169,19 @@ async def test_graphql_answers_a_browser_with_the_graphiql_page(db: str) -> None
 async def test_graphql_with_a_token_is_a_coded_503_while_the_database_is_away(
     backend: str,
 ) -> None:
-    if backend != "postgres":
-        pytest.skip(NOT_ON_SQLITE)
-    server_url = postgres_server_url()
-    assert server_url is not None
-    async with fresh_postgres_database(server_url) as url:
-        await apply_migrations(url)
-        name = url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
-        try:
-            app = create_app(Settings(database_url=url))
-            async with running(app) as client:
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    name,
-                )
-                response = await asyncio.wait_for(
-                    client.post(
-                        "/graphql",
-                        json={"query": "{ me { email } }"},
-                        headers={"Authorization": "Bearer rt_" + "x" * 43},
-                    ),
-                    timeout=10,
-                )
-        finally:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await admin.close()
+    async with (
+        outage_ready(backend) as outage,
+        running(create_app(Settings(database_url=outage.url))) as client,
+    ):
+        await outage.begin()
+        response = await asyncio.wait_for(
+            client.post(
+                "/graphql",
+                json={"query": "{ me { email } }"},
+                headers={"Authorization": "Bearer rt_" + "x" * 43},
+            ),
+            timeout=10,
+        )
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     [error] = response.json()["errors"]
@@ -180,34 +192,17 @@ async def test_graphql_with_a_token_is_a_coded_503_while_the_database_is_away(
 async def test_a_websocket_whose_token_cannot_be_checked_is_told_to_come_back_later(
     backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if backend != "postgres":
-        pytest.skip(NOT_ON_SQLITE)
-    server_url = postgres_server_url()
-    assert server_url is not None
-    async with fresh_postgres_database(server_url) as url:
-        await apply_migrations(url)
-        name = url.rsplit("/", 1)[1]
-        admin = await asyncpg.connect("postgresql://" + server_url.split("://", 1)[1])
-        try:
-            async with serve(create_app(Settings(database_url=url))) as live:
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    name,
-                )
-                async with open_socket(live, TRANSPORT_WS) as socket:
-                    await socket.send(
-                        {
-                            "type": "connection_init",
-                            "payload": {"Authorization": "Bearer rt_" + "x" * 43},
-                        }
-                    )
-                    code, reason = await closed_within(socket, 10)
-                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-        finally:
-            await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await admin.close()
+    async with (
+        outage_ready(backend) as outage,
+        serve(create_app(Settings(database_url=outage.url))) as live,
+    ):
+        await outage.begin()
+        async with open_socket(live, TRANSPORT_WS) as socket:
+            await socket.send(
+                {"type": "connection_init", "payload": {"Authorization": "Bearer rt_" + "x" * 43}}
+            )
+            code, reason = await closed_within(socket, 10)
+        await outage.end()
     # 1013 "try again later", not 4403: a client keeps its token and reconnects.
     assert code == 1013 and "database" in reason
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
