@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 from tortoise import connections
 
 from app.migrations import apply_migrations
@@ -40,6 +41,14 @@ def selected_backend() -> str:
             f"{BACKEND_VARIABLE} must be one of {', '.join(BACKENDS)}, not {backend!r}"
         )
     return backend
+
+
+def only_in_pass(backend: str, why: str) -> pytest.MarkDecorator:
+    """A module that runs in one pass of the suite: one whose subject is the same whatever the
+    suite's database (a client of the API, a command on a file of its own), or that needs one."""
+    return pytest.mark.skipif(
+        selected_backend() != backend, reason=f"runs in the {backend} pass only: {why}"
+    )
 
 
 def describe_backend_choice() -> str:

@@ -25,15 +25,11 @@ from typing import Any
 
 import pytest
 
-from tests.databases import postgres_server_url, selected_backend
+from tests.databases import only_in_pass, postgres_server_url
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        selected_backend() != "postgres",
-        reason="the bench runs on PostgreSQL: its quick run is tested in the PostgreSQL pass"
-        " (RENDERTRACK_TEST_DATABASE=postgres)",
-    ),
+    only_in_pass("postgres", "the bench runs on PostgreSQL"),
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

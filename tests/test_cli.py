@@ -18,12 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.databases import selected_backend
+from tests.databases import only_in_pass
 from tests.server_process import environment, rendertrack_serve
 
-ONLY_IN_THE_SQLITE_PASS = pytest.mark.skipif(
-    selected_backend() == "postgres",
-    reason="the command runs on a SQLite file of the test's own: the SQLite pass runs it",
+ONLY_IN_THE_SQLITE_PASS = only_in_pass(
+    "sqlite", "the command runs on a SQLite file of the test's own, whatever the suite's database"
 )
 pytestmark = [ONLY_IN_THE_SQLITE_PASS]
 

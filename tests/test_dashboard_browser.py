@@ -32,7 +32,7 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext, Locator, Page, WebSocketRoute, expect
 
 from tests.browser import chromium, screenshot_path
-from tests.databases import selected_backend
+from tests.databases import only_in_pass
 from tests.server_process import (
     ServerProcess,
     environment,
@@ -44,10 +44,10 @@ from tests.test_simulated_worker import simulator
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        selected_backend() == "postgres",
-        reason="the page is a client of the API and runs the same on both databases: it runs "
-        "in the SQLite pass (the API's PostgreSQL paths are covered by the API tests)",
+    only_in_pass(
+        "sqlite",
+        "the page is a client of the API and runs the same on both databases (the API's "
+        "PostgreSQL paths are covered by the API tests)",
     ),
 ]
 

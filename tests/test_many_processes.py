@@ -23,9 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from tests.databases import (
     SKIP_POSTGRES_REASON,
     fresh_postgres_database,
+    only_in_pass,
     postgres_server_url,
     running_in_ci,
-    selected_backend,
 )
 from tests.graphql_client import GraphQLClient
 from tests.live_server import Socket, open_socket
@@ -45,10 +45,8 @@ from tests.server_process import ServerProcess, rendertrack_serve
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.postgres_only,
-    pytest.mark.skipif(
-        selected_backend() != "postgres",
-        reason="several server processes share events through PostgreSQL LISTEN/NOTIFY; "
-        "this run tests SQLite (one process: RENDERTRACK_TEST_DATABASE=sqlite)",
+    only_in_pass(
+        "postgres", "several server processes share events through PostgreSQL LISTEN/NOTIFY"
     ),
 ]
 

@@ -32,7 +32,7 @@ from domain.status import JobStatus
 from models import Job
 from service import event_store
 from tests.conftest import Account
-from tests.databases import selected_backend
+from tests.databases import only_in_pass
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, serve
 from tests.operations import mutate, submit
@@ -49,10 +49,10 @@ NEXRENDER_SKIP = (
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        selected_backend() == "postgres",
-        reason="a client of the API runs the same on both databases: it runs in the SQLite "
-        "pass (test_compat_api.py and test_queue_api.py cover the API on PostgreSQL)",
+    only_in_pass(
+        "sqlite",
+        "a client of the API runs the same on both databases (test_compat_api.py and "
+        "test_queue_api.py cover the API on PostgreSQL)",
     ),
 ]
 
