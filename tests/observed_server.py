@@ -1,5 +1,5 @@
-"""What the operations tests share: `rendertrack serve` with settings of their own in its
-environment, on a database of its own, and the scrape of /metrics as numbers."""
+"""What the operations tests share: a database of their own for `rendertrack serve`, and the
+scrape of /metrics as numbers."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import server_process
 from tests.databases import fresh_postgres_database, postgres_server_url, selected_backend
-from tests.server_process import ServerProcess
 
 
 @asynccontextmanager
@@ -26,22 +24,6 @@ async def server_database(scratch: Path) -> AsyncIterator[str]:
     assert server_url is not None
     async with fresh_postgres_database(server_url) as url:
         yield url
-
-
-@asynccontextmanager
-async def serve_with(
-    environment: dict[str, str], database_url: str, logs: Path, *arguments: str
-) -> AsyncIterator[ServerProcess]:
-    """tests/server_process.py's `rendertrack serve`, with `environment` added to the one it
-    starts with (which has no RENDERTRACK_ setting but the database)."""
-    plain = server_process.environment
-    server_process.environment = lambda url: {**plain(url), **environment}
-    try:
-        async with server_process.rendertrack_serve(database_url, logs, *arguments) as server:
-            server_process.environment = plain  # read once, when the process started
-            yield server
-    finally:
-        server_process.environment = plain
 
 
 @dataclass(frozen=True)

@@ -110,14 +110,26 @@ class ServerProcess:
         if process.stdout is not None:
             self.stdout_rest += await asyncio.wait_for(process.stdout.read(), STOP_TIMEOUT)
 
+    async def close(self) -> None:
+        """Stopped, and its workers killed should any outlive it."""
+        await self.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
-@contextlib.asynccontextmanager
-async def rendertrack_serve(
-    database_url: str, logs: Path, *arguments: str, cwd: Path = REPO
-) -> AsyncIterator[ServerProcess]:
-    port = free_port()
+
+async def start_rendertrack(
+    database_url: str,
+    logs: Path,
+    *arguments: str,
+    cwd: Path = REPO,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
+    """`rendertrack serve` on `port` (a free one by default), with `env` added to its
+    environment; its log is a new file in `logs`. Stop it with `close`."""
+    port = port or free_port()
     logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"serve-{port}.log"
+    log = logs / f"serve-{port}-{len(list(logs.glob('serve-*.log')))}.log"
     with log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
             *rendertrack_command(),
@@ -126,16 +138,25 @@ async def rendertrack_serve(
             str(port),
             *arguments,
             cwd=cwd,
-            env=environment(database_url),
+            env={**environment(database_url), **(env or {})},
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
             start_new_session=True,
         )
-    server = ServerProcess(process, port, log)
+    return ServerProcess(process, port, log)
+
+
+@contextlib.asynccontextmanager
+async def rendertrack_serve(
+    database_url: str,
+    logs: Path,
+    *arguments: str,
+    cwd: Path = REPO,
+    env: dict[str, str] | None = None,
+) -> AsyncIterator[ServerProcess]:
+    server = await start_rendertrack(database_url, logs, *arguments, cwd=cwd, env=env)
     try:
         yield server
     finally:
-        await server.stop()
-        with contextlib.suppress(ProcessLookupError):  # workers, should any outlive it
-            os.killpg(process.pid, signal.SIGKILL)
+        await server.close()

@@ -16,10 +16,7 @@ The tests share one server and run in file order; the restart comes last.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,12 +30,7 @@ from playwright.async_api import BrowserContext, Locator, Page, WebSocketRoute, 
 
 from tests.browser import chromium, screenshot_path
 from tests.databases import only_in_pass
-from tests.server_process import (
-    ServerProcess,
-    environment,
-    free_port,
-    rendertrack_command,
-)
+from tests.server_process import ServerProcess, free_port, start_rendertrack
 from tests.test_cli import rendertrack
 from tests.test_simulated_worker import simulator
 
@@ -142,7 +134,6 @@ class Farm:
     admin: str = ""
     user: str = ""
     worker: str = ""
-    starts: int = 0
 
     @property
     def database_url(self) -> str:
@@ -154,31 +145,16 @@ class Farm:
 
     async def start(self) -> ServerProcess:
         """`rendertrack serve` on this farm's port and database."""
-        self.starts += 1
-        log = self.folder / f"serve-{self.starts}.log"
-        with log.open("wb") as stderr:
-            process = await asyncio.create_subprocess_exec(
-                *rendertrack_command(),
-                "serve",
-                "--port",
-                str(self.port),
-                cwd=self.folder,
-                env={**environment(self.database_url), **SERVER_SETTINGS},
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        self.server = ServerProcess(process, self.port, log)
+        self.server = await start_rendertrack(
+            self.database_url, self.folder, cwd=self.folder, port=self.port, env=SERVER_SETTINGS
+        )
         return self.server
 
     async def stop(self) -> None:
         if self.server is None:
             return
         server, self.server = self.server, None
-        await server.stop()
-        with contextlib.suppress(ProcessLookupError):  # its workers, should any outlive it
-            os.killpg(server.process.pid, signal.SIGKILL)
+        await server.close()
 
     async def graphql(self, token: str, query: str, **variables: Any) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=self.origin, timeout=10) as http:

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from tests.live_server import LEGACY_WS, TRANSPORT_WS, closed_within, open_socket
-from tests.observed_server import serve_with, server_database
+from tests.observed_server import server_database
+from tests.server_process import rendertrack_serve
 
 WAIT = 10.0
 # Well under uvicorn's graceful timeout (app/factory.py: GRACEFUL_SHUTDOWN_SECONDS).
@@ -39,7 +40,7 @@ async def test_sigterm_closes_websockets_with_1001_and_lets_the_request_in_fligh
 ) -> None:
     async with (
         server_database(tmp_path) as url,
-        serve_with({}, url, tmp_path / "logs") as server,
+        rendertrack_serve(url, tmp_path / "logs") as server,
     ):
         token = await server.read_token()
         await server.until_healthy()

@@ -27,8 +27,9 @@ from app.settings import Settings
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
 from tests.live_server import open_socket
-from tests.observed_server import serve_with, server_database
+from tests.observed_server import server_database
 from tests.operations import CREATE_USER, mutate
+from tests.server_process import rendertrack_serve
 
 WAIT = 10.0
 ME = "query Me { me { id } }"
@@ -53,7 +54,7 @@ async def test_a_real_servers_json_log_has_a_line_per_request_and_websocket_and_
 ) -> None:
     async with (
         server_database(tmp_path) as url,
-        serve_with({"RENDERTRACK_LOG_FORMAT": "json"}, url, tmp_path / "logs") as server,
+        rendertrack_serve(url, tmp_path / "logs", env={"RENDERTRACK_LOG_FORMAT": "json"}) as server,
     ):
         admin = await server.read_token()
         await server.until_healthy()

@@ -29,7 +29,6 @@ from tests.databases import (
 )
 from tests.graphql_client import GraphQLClient
 from tests.live_server import Socket, open_socket
-from tests.observed_server import serve_with
 from tests.operations import (
     CLAIM,
     COMPLETE,
@@ -201,7 +200,9 @@ async def test_every_worker_process_of_one_server_delivers_every_event(
     empty_database: str, tmp_path: Path
 ) -> None:
     json_logs = {"RENDERTRACK_LOG_FORMAT": "json"}
-    async with serve_with(json_logs, empty_database, tmp_path, "--workers", "2") as server:
+    async with rendertrack_serve(
+        empty_database, tmp_path, "--workers", "2", env=json_logs
+    ) as server:
         admin = await server.read_token()
         await server.until_healthy()
         async with graphql(server) as http, contextlib.AsyncExitStack() as stack:

@@ -29,8 +29,9 @@ from tests.conftest import Account
 from tests.factories import valid_submission
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, open_socket
-from tests.observed_server import Scrape, parse, scrape, serve_with, server_database
+from tests.observed_server import Scrape, parse, scrape, server_database
 from tests.operations import CLAIM, CREATE_USER, REPORT, mutate, submit
+from tests.server_process import rendertrack_serve
 
 WAIT = 10.0
 JOB_EVENTS = "subscription { jobEvents { kind job { id status } } }"
@@ -309,7 +310,7 @@ async def test_counters_add_up_over_the_processes_of_rendertrack_serve_workers(
     environment = {"RENDERTRACK_LOG_FORMAT": "json", "TMPDIR": str(scratch)}
     async with (
         server_database(tmp_path) as url,
-        serve_with(environment, url, tmp_path / "logs", "--workers", "2") as server,
+        rendertrack_serve(url, tmp_path / "logs", "--workers", "2", env=environment) as server,
     ):
         admin = await server.read_token()
         await server.until_healthy()
