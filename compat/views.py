@@ -11,7 +11,7 @@ from domain.nexrender_jobs import JobFacts
 from domain.policy import Actor
 from domain.status import JobStage, JobStatus, Role
 from models import Job, User
-from service import job_store, queries
+from service import queries
 
 
 async def job_views(
@@ -22,9 +22,7 @@ async def job_views(
     if not jobs:
         return []
     ids = [job.id for job in jobs]
-    unread = [job.id for job in jobs if not job_store.has_render_spec(job)]
-    specs = dict(zip(unread, await queries.render_specs(unread), strict=True)) if unread else {}
-    specs.update((job.id, job.nexrender_config) for job in jobs if job.id not in specs)
+    specs = await queries.render_specs_of(jobs)
     entries = await queries.status_entries(ids)
     wanted = {job.user_id for job in jobs if policy.can_see_owner(actor)}
     wanted |= {job.worker_id for job in jobs if job.worker_id is not None}

@@ -268,6 +268,15 @@ async def render_specs(job_ids: list[str]) -> list[dict[str, Any] | None]:
     return [specs.get(job_id) for job_id in job_ids]
 
 
+async def render_specs_of(jobs: list[Job]) -> dict[str, dict[str, Any] | None]:
+    """Each job's nexrender_config by id: read in one statement for the jobs read without it,
+    taken from the others (a Nexrender claim reads it with the row)."""
+    unread = [job.id for job in jobs if not job_store.has_render_spec(job)]
+    specs = dict(zip(unread, await render_specs(unread), strict=True)) if unread else {}
+    specs.update((job.id, job.nexrender_config) for job in jobs if job.id not in specs)
+    return specs
+
+
 async def finished_recently(now: datetime) -> int:
     """How many jobs COMPLETED within estimates.THROUGHPUT_WINDOW before `now`."""
     since = now - estimates.THROUGHPUT_WINDOW
