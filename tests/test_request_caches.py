@@ -5,7 +5,6 @@ checks run on every request, and a revoked token is refused at once, in every pr
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,7 @@ from service import users
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
 from tests.live_server import LiveServer, serve
-from tests.server_process import environment, rendertrack_command
+from tests.test_cli import rendertrack
 
 ME = "{ me { id } }"
 # Two nested pages: within the budget at 5 x 5, over it at 100 x 100.
@@ -160,15 +159,9 @@ async def test_a_revocation_from_another_process_is_refused_at_once_on_postgres(
                 assert answer.body["data"]["me"]["id"] == account.id
             assert users.tokens.get(users.hash_token(account.token)) is not None
             finished = await asyncio.to_thread(
-                subprocess.run,
-                [*rendertrack_command(), "users", "rotate-token", "--email", account.email],
-                env=environment(db),
-                cwd=tmp_path,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+                rendertrack, "users", "rotate-token", "--email", account.email,
+                database_url=db, cwd=tmp_path,
+            )  # fmt: skip
             assert finished.returncode == 0, finished.stderr
             answer = await api(ME, token=account.token)
             assert codes(answer.body) == ["UNAUTHENTICATED"], answer.body

@@ -4,7 +4,6 @@ uvicorn server, over both websocket protocols."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tests.live_server import (
     serve,
 )
 from tests.operations import mutate, submit
-from tests.server_process import environment, rendertrack_command
+from tests.test_cli import rendertrack
 
 PROTOCOLS = [TRANSPORT_WS, LEGACY_WS]
 JOB_EVENTS = "subscription { jobEvents { kind job { id status } } }"
@@ -112,14 +111,7 @@ async def test_a_revocation_from_the_command_line_closes_the_websocket_too(
     async with open_socket(live) as socket:
         await subscribed(socket, user.token)
         finished = await asyncio.to_thread(
-            subprocess.run,
-            [*rendertrack_command(), "users", "deactivate", "--email", user.email],
-            env=environment(db),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+            rendertrack, "users", "deactivate", "--email", user.email, database_url=db, cwd=tmp_path
         )
         assert finished.returncode == 0, finished.stderr
         within = WITHIN if db.startswith("postgres") else RECHECK_INTERVAL_SECONDS + 2
