@@ -13,8 +13,10 @@ from app.settings import Settings
 from domain.policy import Actor
 from models import User
 from service import clock, users
+from service.bus import EventBus
 from service.events import RecordingPublisher, set_publisher
 from service.users import actor_of
+from tests.buses import FlakySource, started_bus
 from tests.databases import (
     SKIP_POSTGRES_REASON,
     describe_backend_choice,
@@ -69,6 +71,14 @@ async def db(database_url: str) -> AsyncIterator[str]:
 @pytest_asyncio.fixture
 async def user(db: str) -> User:
     return (await users.create_user("ada@example.com", "Ada", "user")).user
+
+
+@pytest_asyncio.fixture
+async def bus(db: str) -> AsyncIterator[EventBus]:
+    """The test database's live bus, started and publishing the use cases' events (a module
+    may override it: tests/test_bus.py gives it a source of its own)."""
+    async with started_bus(db, FlakySource()) as started:
+        yield started
 
 
 @pytest.fixture

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from gql import connections, fanout
 from gql.connections import ConnectionRegistry
@@ -22,7 +20,6 @@ from gql.ws_handlers import shared_frame
 from models import User
 from service import jobs
 from service.bus import EventBus
-from tests.buses import FlakySource, started_bus
 from tests.conftest import Account
 from tests.factories import valid_submission
 
@@ -34,12 +31,6 @@ FOLLOW = """subscription($id: ID!) { jobUpdated(id: $id) {
 def strawberry_text(message: dict[str, Any]) -> str:
     """How Strawberry's websocket adapter encodes a message."""
     return json.dumps(message, separators=(",", ":"))
-
-
-@pytest_asyncio.fixture
-async def bus(db: str) -> AsyncIterator[EventBus]:
-    async with started_bus(db, FlakySource()) as started:
-        yield started
 
 
 async def test_one_encoding_for_every_subscriber_with_the_same_document_and_caller(

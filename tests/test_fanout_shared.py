@@ -5,11 +5,9 @@ schema, on the database of the session."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from domain import estimates
 from gql.context import Context
@@ -17,7 +15,6 @@ from gql.schema import schema
 from models import User
 from service import jobs
 from service.bus import EventBus
-from tests.buses import FlakySource, started_bus
 from tests.conftest import Account
 from tests.factories import valid_submission
 
@@ -26,12 +23,6 @@ FOLLOW = """subscription($id: ID!) { jobUpdated(id: $id) {
     kind sequence job { id priority estimatedCompletionAt user { email } } } }"""
 OTHER_SELECTION = """subscription($id: ID!) { jobUpdated(id: $id) {
     sequence job { priority estimatedCompletionAt } } }"""
-
-
-@pytest_asyncio.fixture
-async def bus(db: str) -> AsyncIterator[EventBus]:
-    async with started_bus(db, FlakySource()) as started:
-        yield started
 
 
 async def test_the_selection_runs_once_per_event_per_document_and_caller(

@@ -4,27 +4,18 @@ gap is replayed from the job history, in order, through the schema."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
 from gql.context import Context
 from gql.schema import schema
 from models import User
 from service import jobs, live
 from service.bus import EventBus
-from tests.buses import FlakySource, started_bus
 from tests.conftest import Account
 from tests.factories import valid_submission
 
 JOB_EVENTS = "subscription { jobEvents { kind sequence cursor job { id status } } }"
-
-
-@pytest_asyncio.fixture
-async def bus(db: str) -> AsyncIterator[EventBus]:
-    async with started_bus(db, FlakySource()) as started:
-        yield started
 
 
 async def test_a_subscriber_too_far_behind_is_caught_up_from_the_history(
