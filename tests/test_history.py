@@ -307,3 +307,26 @@ async def test_a_jobs_history_never_runs_backwards_in_time(owner: Actor, worker:
     recorded = await event_store.job_events(job.id, 0)
     times = [event.updated_at for event in recorded]
     assert times == sorted(times) and times[0] == times[2] < times[3]
+
+
+async def test_a_jobs_sequence_names_the_change_it_shows(
+    api: GraphQLClient, accounts: dict[str, Account]
+) -> None:
+    user, worker = accounts["user"], accounts["worker"]
+    job = await jobs.submit_job(user.actor, submission())
+    await jobs.claim_next(worker.actor)
+    await jobs.report_progress(job.id, 30, actor=worker.actor)
+    query = (
+        "query($id: ID!) { job(id: $id) { sequence progress "
+        "events(first: 50) { edges { node { sequence job { sequence progress } } } } } }"
+    )
+    answer = await api(query, {"id": job.id}, user.token)
+    assert not answer.errors, answer.errors
+    shown = answer.data["job"]
+    recorded = await event_store.job_events(job.id, 0)
+    # The job now is its last change; each event's job is the change that event made.
+    assert shown["sequence"] == recorded[-1].sequence == (await Job.get(id=job.id)).sequence
+    assert [edge["node"]["job"]["sequence"] for edge in shown["events"]["edges"]] == [
+        event.sequence for event in recorded
+    ]
+    assert shown["events"]["edges"][-1]["node"]["job"]["progress"] == shown["progress"] == 30
