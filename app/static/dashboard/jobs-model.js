@@ -16,10 +16,7 @@ export const STATUSES = [
 export const TERMINAL_STATUSES = new Set(["COMPLETED", "FAILED", "CANCELLED"]);
 
 export function isNotOlder(candidate, current) {
-  if (Number.isInteger(candidate.sequence) && Number.isInteger(current.sequence)) {
-    return candidate.sequence >= current.sequence;
-  }
-  return instantKey(candidate.updatedAt) >= instantKey(current.updatedAt);
+  return candidate.sequence >= current.sequence;
 }
 
 export class JobsModel {
