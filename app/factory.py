@@ -35,6 +35,7 @@ from app.pages import page_routes
 from app.settings import Settings
 from compat.routes import PREFIX as NEXRENDER_PREFIX
 from compat.routes import routes as nexrender_routes
+from gql.direct_ws import DirectWrites
 from gql.limits import MAX_BODY_BYTES
 from gql.view import RendertrackGraphQL
 from gql.ws_handlers import operations_finished
@@ -122,6 +123,7 @@ def create_app(
             *page_routes(),
         ],
         middleware=[
+            Middleware(DirectWrites),
             Middleware(RequestLog, websockets=websockets),
             Middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES),
         ],

@@ -11,7 +11,11 @@ from domain.events import Duty
 from domain.events import JobEventKind as DomainJobEventKind
 from gql.types import Job, JobStatus, PageInfo, User, visible_person
 from service import history
+from service.event_store import MEMO_PREFIX
 from service.live import Update
+
+# A live update's GraphQL event, kept on the job object every subscriber of the event receives.
+_EVENT = f"{MEMO_PREFIX}_event"
 
 JobEventKind = strawberry.enum(DomainJobEventKind, description="What happened to the job.")
 JobEventDuty = strawberry.enum(
@@ -92,6 +96,18 @@ class JobEvent:
             actor_id=event.actor_id,
             worker_id=event.worker_id,
         )
+
+
+def event_of(update: Update) -> JobEvent:
+    """The GraphQL event of an update. A live update's job object is the one every subscriber
+    of its event receives (service/bus/core.py): they all get one JobEvent, built once."""
+    if not update.live:
+        return JobEvent.of(update)
+    memo = update.job.__dict__
+    event = memo.get(_EVENT)
+    if event is None:
+        event = memo[_EVENT] = JobEvent.of(update)
+    return event
 
 
 async def _person(info: Info, user_id: str | None) -> User | None:

@@ -12,14 +12,18 @@ Once the first subscriber's execution of an event has finished, the others do no
 executor for it at all: they are handed the finished result. Its data is a `SharedData` (a
 dict), whose JSON text is encoded the first time a websocket sends it and reused by every other
 subscriber's `next` message (gql/ws_handlers.py), so that the work per subscriber is a send.
+
+The express lane (gql/express.py) takes a result only when it is ready without waiting
+(`FanOutExecutor.result_now`), and the whole `next` frame from `SharedData.next_frame`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Hashable
-from typing import Any
+from collections.abc import AsyncIterable, Awaitable, Hashable
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from graphql import ExecutionResult
 
@@ -27,13 +31,14 @@ from gql.limits import SchemaHintsExecutor
 from service.event_store import MEMO_PREFIX
 
 _RESULTS = f"{MEMO_PREFIX}_results"
+T = TypeVar("T")
 
 
 class SharedData(dict):  # type: ignore[type-arg]
     """The data of a result every subscriber with the same document, variables and caller
     receives for one event. Nothing changes it after execution: its JSON is encoded once."""
 
-    __slots__ = ("_payload_json",)
+    __slots__ = ("_frames", "_payload_json")
 
     def payload_json(self) -> str:
         """`{"data": ...}` as JSON, exactly as Strawberry's websocket transports encode a
@@ -43,6 +48,21 @@ class SharedData(dict):  # type: ignore[type-arg]
         except AttributeError:
             self._payload_json: str = json.dumps({"data": self}, separators=(",", ":"))
             return self._payload_json
+
+    def next_frame(self, operation_id: str) -> bytes:
+        """The graphql-transport-ws `next` message of this data for `operation_id`, as UTF-8,
+        exactly as Strawberry would send it (one per id: subscribers often share theirs)."""
+        try:
+            frames = self._frames
+        except AttributeError:
+            frames = self._frames = {}
+        frame: bytes | None = frames.get(operation_id)
+        if frame is None:
+            text = (
+                f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{self.payload_json()}}}'
+            )
+            frame = frames[operation_id] = text.encode()
+        return frame
 
 
 def shared_by(payload: object) -> object | None:
@@ -63,7 +83,40 @@ class _Finished:
         return self.result
 
 
+# The executor of the subscription whose resolver runs now (see cancellable_iterable).
+SUBSCRIPTION_EXECUTOR: ContextVar[FanOutExecutor | None] = ContextVar(
+    "rendertrack_subscription_executor", default=None
+)
+
+
 class FanOutExecutor(SchemaHintsExecutor):
+    def cancellable_iterable(self, iterable: AsyncIterable[T]) -> AsyncIterable[T]:
+        """graphql-core calls this once per subscription, in the operation's task, after the
+        resolver returned its generator and before the generator's body runs: the body finds
+        its executor here (for its express lane, gql/express.py)."""
+        SUBSCRIPTION_EXECUTOR.set(self)
+        return super().cancellable_iterable(iterable)
+
+    def result_now(self, payload: Any) -> ExecutionResult | None:
+        """The shared result of the event `payload` if it is ready or computes without waiting;
+        None otherwise (an execution that must wait is started and shared as usual, for the
+        subscribers that take the usual way)."""
+        owner = shared_by(payload)
+        if owner is None:
+            return None
+        executor = self.build_per_event_executor(payload)
+        if isinstance(executor, _Finished):
+            return executor.result
+        key = getattr(executor, "_share_key", None)
+        results = owner.__dict__.get(_RESULTS)
+        if key is None or (results is not None and key in results):
+            return None  # being computed by another subscriber
+        outcome = executor.execute_operation(False)
+        if isinstance(outcome, ExecutionResult):
+            return outcome
+        outcome.cancel()  # the shield: the shared execution runs on without it
+        return None
+
     def build_per_event_executor(self, payload: Any) -> Any:
         owner = shared_by(payload)
         if owner is None:

@@ -11,15 +11,12 @@ from strawberry.types import Info
 
 from domain.errors import DomainError
 from domain.policy import Actor
+from gql import express
 from gql.context import require_actor
 from gql.errors import extensions_of, message_of
-from gql.events import JobEvent
+from gql.events import JobEvent, event_of
 from gql.types import JobStatus
 from service import live
-from service.event_store import MEMO_PREFIX
-
-# A live update's GraphQL event, kept on the job object every subscriber of the event receives.
-_EVENT = f"{MEMO_PREFIX}_event"
 
 
 @strawberry.input(description="Narrows jobEvents; every given condition must hold.")
@@ -44,7 +41,9 @@ class Subscription:
         after_sequence: int | None = None,
     ) -> AsyncGenerator[JobEvent, None]:
         actor = _actor(info)
-        updates = live.follow_job(info.context.bus, actor, str(id), after_sequence)
+        updates = live.follow_job(
+            info.context.bus, actor, str(id), after_sequence, express=express.lane(info)
+        )
         async for event in _translated(updates):
             yield event
 
@@ -67,6 +66,7 @@ class Subscription:
             statuses=wanted.status,
             owner_id=None if wanted.user_id is None else str(wanted.user_id),
             after=after,
+            express=express.lane(info),
         )
         async for event in _translated(updates):
             yield event
@@ -78,21 +78,9 @@ async def _translated(updates: AsyncGenerator[live.Update, None]) -> AsyncGenera
     async with contextlib.aclosing(updates):
         try:
             async for update in updates:
-                yield _event_of(update)
+                yield event_of(update)
         except DomainError as error:
             raise GraphQLError(message_of(error), extensions=extensions_of(error)) from None
-
-
-def _event_of(update: live.Update) -> JobEvent:
-    """The GraphQL event of an update. A live update's job object is the one every subscriber
-    of its event receives (service/bus/core.py): they all get one JobEvent, built once."""
-    if not update.live:
-        return JobEvent.of(update)
-    memo = update.job.__dict__
-    event = memo.get(_EVENT)
-    if event is None:
-        event = memo[_EVENT] = JobEvent.of(update)
-    return event
 
 
 def _actor(info: Info) -> Actor:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Iterator
+from functools import partial
 from typing import Any, NoReturn
 
 from starlette.websockets import WebSocketDisconnect
@@ -26,6 +27,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
+from gql import express
+from gql.direct_ws import writer_of
 from gql.fanout import SharedData
 from service import metrics
 
@@ -166,8 +169,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         self.websocket = _RefusalCloser(self.websocket, self.context)
 
     async def run_operation(self, operation: Any) -> None:
+        writer = writer_of(getattr(getattr(self.websocket, "ws", None), "scope", {}))
+        if writer is not None:
+            express.OUTLET.set(express.Outlet(writer, operation.id, partial(self._runs, operation)))
         with _operation(operation.query, operation.operation_name):
             await super().run_operation(operation)
+
+    def _runs(self, operation: Any) -> bool:
+        return not operation.completed and self.operations.get(operation.id) is operation
 
     async def send_message(self, message: Any) -> None:
         frame = shared_frame(message, "next")

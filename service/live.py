@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from domain import lifecycle, policy
 from domain.errors import BadUserInput, Forbidden, NotFound
@@ -24,6 +25,7 @@ from models import Job
 from service import clock, event_store, queries, settings
 from service.bus import EventBus, Gap
 from service.bus.core import DEFAULT_BUFFER_SIZE
+from service.bus.subscription import Delivery
 
 # Changes a subscriber may fall behind by before its buffer is dropped and replayed from the
 # table (progress coalesces).
@@ -45,17 +47,28 @@ class Update:
 
 
 async def follow_job(
-    bus: EventBus, actor: Actor, job_id: str, after_sequence: int | None = None
+    bus: EventBus,
+    actor: Actor,
+    job_id: str,
+    after_sequence: int | None = None,
+    express: Callable[[Update], bool] | None = None,
 ) -> AsyncIterator[Update]:
     """Without `after_sequence`: a snapshot, then every change in order. With it: every change
     after that sequence from the job's history, then every new one, with no gap and no
     duplicate; a snapshot instead when that part of the history is no longer kept. Ends after
     the change that makes the job terminal (at once for a terminal job with nothing to
     replay); a replay runs through the end of an earlier attempt that was retried. NOT_FOUND
-    for a job the actor may not see, also once it goes out of sight."""
+    for a job the actor may not see, also once it goes out of sight.
+
+    `express(update)` (optional) sends an update straight to the subscriber, answering whether
+    it did: while this generator waits for the next change with nothing pending, a change
+    that follows the last one sent is offered to it there and then, instead of being yielded
+    (the first change, a change that ends the stream and everything replayed are always
+    yielded)."""
     if after_sequence is not None and after_sequence < 0:
         raise BadUserInput.single("afterSequence", "must not be negative")
     subscription = bus.subscribe(_every_event, job_id=job_id, buffer_size=SUBSCRIBER_BUFFER)
+    sent = _Sent()
     try:
         snapshot = await _snapshot(actor, job_id)
         seen_at = snapshot.job.sequence  # the actor may see the job as this change left it
@@ -87,25 +100,83 @@ async def follow_job(
                 # retried) is history the client catches up on.
                 if final is not None and _ends(final):
                     return
+            if express is not None:
+                sent.last = last
+                subscription.express = partial(_take_express, express, actor, sent)
             item = await anext(subscription, None)
+            subscription.express = None
+            last = max(last, sent.last)
             if item is None:  # the bus stopped
                 return
             if isinstance(item, Gap):
                 replay = True
                 continue
-            if item.event.sequence <= last:
+            step = _live_step(actor, item, last)
+            if step is _SKIP:
                 continue
-            if item.first_sequence > last + 1:  # a change never reached us: the table has it
+            if step is _REPLAY:
                 replay = True
                 continue
-            _check_visible(actor, item.event)
-            update = Update(item.job, item.event, item.event.cursor, live=True)
-            yield update
+            assert isinstance(step, Update)
+            yield step
             last = item.event.sequence
-            if _ends(update):
+            if _ends(step):
                 return
     finally:
         subscription.close()
+
+
+class _Sent:
+    """The last change sent to a follower, express ones included: its sequence (follow_job)
+    or its position (follow_events)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = -1
+
+
+_SKIP = object()  # a change the follower already has
+_REPLAY = object()  # a change past one that never reached the follower: replay from the table
+
+
+def _live_step(actor: Actor, item: Delivery, last: int) -> Update | object:
+    """What a job's follower whose last change is `last` does with a live delivery: _SKIP,
+    _REPLAY, or send the update. NOT_FOUND once the job is out of the actor's sight."""
+    if item.event.sequence <= last:
+        return _SKIP
+    if item.first_sequence > last + 1:
+        return _REPLAY
+    _check_visible(actor, item.event)
+    return Update(item.job, item.event, item.event.cursor, live=True)
+
+
+def _take_express(
+    express: Callable[[Update], bool], actor: Actor, sent: _Sent, item: Delivery
+) -> bool:
+    """A delivery sent at once when it is simply the next change and not the last one; any
+    other case (a duplicate, a gap, out of sight, the end) is declined, and follow_job handles
+    it as usual."""
+    try:
+        step = _live_step(actor, item, sent.last)
+    except NotFound:
+        return False
+    if not isinstance(step, Update) or _ends(step) or not express(step):
+        return False
+    sent.last = item.event.sequence
+    return True
+
+
+def _take_event_express(express: Callable[[Update], bool], sent: _Sent, item: Delivery) -> bool:
+    """A change after the last one sent, sent at once (the bus routed it by the follower's
+    match); a repeat is declined and dropped as usual."""
+    position = _position(item.event)
+    if position <= sent.last:
+        return False
+    if not express(Update(item.job, item.event, item.event.cursor, live=True)):
+        return False
+    sent.last = position
+    return True
 
 
 async def follow_events(
@@ -115,11 +186,13 @@ async def follow_events(
     statuses: Collection[JobStatus] | None = None,
     owner_id: str | None = None,
     after: str | None = None,
+    express: Callable[[Update], bool] | None = None,
 ) -> AsyncIterator[Update]:
     """Every change to the jobs the actor may see, optionally only in `statuses` or of one
     owner (their own, or anyone's for an admin), in commit order. With `after` (a cursor an
     event gave out), first every such change since that event. Runs until the subscriber stops
-    it."""
+    it. `express` as for follow_job: a live change is offered to it there and then while this
+    generator waits with nothing pending."""
     if owner_id is not None and not policy.can_list_jobs_of(actor, owner_id):
         raise Forbidden("Only admins follow another user's jobs.")
     cursor = None if after is None else _fresh_cursor(after)
@@ -135,6 +208,7 @@ async def follow_events(
         )
 
     subscription = bus.subscribe(match, owner_id=owner_id, buffer_size=SUBSCRIBER_BUFFER)
+    sent = _Sent()
     try:
         latest = await event_store.latest_position()
         if cursor is not None and cursor.position > latest:
@@ -152,7 +226,12 @@ async def follow_events(
                     async for update in replayed:
                         yield update
                         last = _position(update.event)
+            if express is not None:
+                sent.last = last
+                subscription.express = partial(_take_event_express, express, sent)
             item = await anext(subscription, None)
+            subscription.express = None
+            last = max(last, sent.last)
             if item is None:
                 return
             if isinstance(item, Gap):

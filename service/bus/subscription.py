@@ -4,11 +4,17 @@ Progress coalesces (the latest wins, in place). When anything else does not fit,
 emptied and replaced by one GAP: the consumer replays what it missed from the job_events table,
 after the last event it handled, and then goes on with what arrives. Nothing is skipped in
 silence, and a slow consumer costs the bus one bounded buffer.
+
+A consumer waiting for its next delivery with nothing pending may offer an `express`: the bus
+then hands it the delivery in the push itself, and only what the express declines is buffered
+and wakes the consumer. A thousand subscribers of one job then cost one call each per event,
+not a task wake-up and a trip through every layer above (service/live.py, gql/express.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +24,8 @@ from domain.events import JobEvent, JobEventKind
 from models import Job
 
 Match = Callable[[JobEvent], bool]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,8 @@ class Gap:
 GAP = Gap()
 
 Item = Delivery | Gap
+# Takes a delivery at once (True), or declines it (False: it is buffered as usual).
+Express = Callable[[Delivery], bool]
 
 
 class _Slot:
@@ -68,6 +78,8 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.gaps = 0  # how many times deliveries were dropped for a GAP
+        # Offered by the consumer; used only while it waits with nothing pending.
+        self.express: Express | None = None
 
     @property
     def closed(self) -> bool:
@@ -83,6 +95,13 @@ class Subscription:
     def push(self, delivery: Delivery) -> None:
         """Never waits: coalesces, appends, or drops everything pending for a GAP."""
         if self._closed:
+            return
+        if (
+            self.express is not None
+            and not self._slots
+            and self._waiting()
+            and self._express(delivery)
+        ):
             return
         event = delivery.event
         last = self._last_slot_of_job.get(event.job_id)
@@ -116,10 +135,26 @@ class Subscription:
         if self._closed:
             return
         self._closed = True
+        self.express = None
         self._slots.clear()
         self._last_slot_of_job.clear()
         self._unregister(self)
         self._wake()
+
+    def _waiting(self) -> bool:
+        return self._waiter is not None and not self._waiter.done()
+
+    def _express(self, delivery: Delivery) -> bool:
+        express = self.express
+        assert express is not None
+        try:
+            return express(delivery)
+        except Exception:
+            # One consumer's failure must not stop the bus: it gets its deliveries the usual
+            # way from now on.
+            logger.exception("A subscriber's express delivery failed; buffering instead")
+            self.express = None
+            return False
 
     def _wake(self) -> None:
         waiter = self._waiter
