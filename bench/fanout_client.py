@@ -10,6 +10,10 @@ received, with the wall time (time.time()) of each message, to the results file 
 Configuration: url (ws://), token, jobs (one job id per subscriber), results (a file path),
 timeout (seconds, bounds every wait), connect_concurrency, compression (offer
 permessage-deflate; default true).
+
+The websockets are bench/ws_wire.py's: a message costs this process a few microseconds, so that
+a thousand subscribers measure the server, not the client sharing its cores. Each message's
+receive time is taken when its bytes arrive, before any parsing.
 """
 
 from __future__ import annotations
@@ -23,8 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from bench import ws_wire
 
 PROTOCOL = "graphql-transport-ws"
 JOB_UPDATED = """
@@ -36,7 +39,7 @@ class Subscriber:
     def __init__(self, index: int, job_id: str) -> None:
         self.index = index
         self.job_id = job_id
-        self.connection: ClientConnection | None = None
+        self.client: ws_wire.WireClient | None = None
         self.snapshot: int | None = None
         # (sequence, kind, progress, receive time) of every result after the snapshot
         self.received: list[tuple[int, str, int, float]] = []
@@ -44,23 +47,19 @@ class Subscriber:
         self.problems: list[str] = []
         self.ended = False
         self.progressed = asyncio.Event()
+        # Until the snapshot, messages are awaited in order; then each is handled as it arrives.
+        self._setup: asyncio.Queue[str] | None = asyncio.Queue()
 
     async def open(self, url: str, token: str, within: float, compression: bool) -> None:
         async with asyncio.timeout(within):
-            self.connection = await connect(
-                url,
-                subprotocols=[PROTOCOL],  # type: ignore[list-item]
-                open_timeout=within,
-                max_queue=None,
-                compression="deflate" if compression else None,
+            self.client = await ws_wire.connect(
+                url, PROTOCOL, self._on_message, compression=compression, within=within
             )
-            await self._send(
-                {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
-            )
+            self._send({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})
             ack = await self._receive()
             if ack.get("type") != "connection_ack":
                 raise RuntimeError(f"subscriber {self.index}: no connection_ack but {ack}")
-            await self._send(
+            self._send(
                 {
                     "id": "1",
                     "type": "subscribe",
@@ -72,49 +71,59 @@ class Subscriber:
             if event is None or event["kind"] != "SNAPSHOT":
                 raise RuntimeError(f"subscriber {self.index}: no SNAPSHOT but {first}")
             self.snapshot = self.last = int(event["sequence"])
+            self._setup = None
 
-    async def _send(self, message: dict[str, Any]) -> None:
-        assert self.connection is not None
-        await self.connection.send(json.dumps(message))
+    def _send(self, message: dict[str, Any]) -> None:
+        assert self.client is not None
+        self.client.send_text(json.dumps(message))
 
     async def _receive(self) -> dict[str, Any]:
-        assert self.connection is not None
+        assert self._setup is not None and self.client is not None
         while True:
-            message = json.loads(await self.connection.recv())
+            getting = asyncio.ensure_future(self._setup.get())
+            done, _ = await asyncio.wait(
+                {getting, self.client.closed}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if getting not in done:
+                getting.cancel()
+                raise RuntimeError(f"subscriber {self.index}: {self.client.closed.result()}")
+            message = json.loads(getting.result())
             if message.get("type") == "ping":
-                await self._send({"type": "pong"})
+                self._send({"type": "pong"})
                 continue
             if message.get("type") != "pong":
                 return message
 
-    async def read_forever(self) -> None:
-        """Records every result with its receive time (taken before parsing)."""
-        assert self.connection is not None
-        try:
-            while True:
-                raw = await self.connection.recv()
-                at = time.time()
-                message = json.loads(raw)
-                kind = message.get("type")
-                if kind == "ping":
-                    await self._send({"type": "pong"})
-                    continue
-                if kind == "pong":
-                    continue
-                event = _event(message)
-                if event is None:
-                    self.problems.append(f"unexpected message {str(message)[:300]}")
-                    if kind in {"complete", "error"}:
-                        self.ended = True
-                        self.progressed.set()
-                        return
-                    continue
-                sequence = int(event["sequence"])
-                self.received.append((sequence, event["kind"], event["job"]["progress"], at))
-                self.last = max(self.last, sequence)
+    def _on_message(self, raw: str, at: float) -> None:
+        """Every message; `at` is when its bytes arrived (before any parsing)."""
+        if self._setup is not None:
+            self._setup.put_nowait(raw)
+            return
+        message = json.loads(raw)
+        kind = message.get("type")
+        if kind == "ping":
+            self._send({"type": "pong"})
+            return
+        if kind == "pong":
+            return
+        event = _event(message)
+        if event is None:
+            self.problems.append(f"unexpected message {str(message)[:300]}")
+            if kind in {"complete", "error"}:
+                self.ended = True
                 self.progressed.set()
-        except ConnectionClosed as closed:
-            self.problems.append(f"connection closed by the server: {closed}")
+            return
+        sequence = int(event["sequence"])
+        self.received.append((sequence, event["kind"], event["job"]["progress"], at))
+        self.last = max(self.last, sequence)
+        self.progressed.set()
+
+    async def read_forever(self) -> None:
+        """Messages are recorded as they arrive (_on_message); this waits for the end."""
+        assert self.client is not None
+        reason = await asyncio.shield(self.client.closed)  # cancelling this leaves it be
+        if not self.ended:
+            self.problems.append(f"connection closed by the server: {reason}")
             self.ended = True
             self.progressed.set()
 
@@ -125,12 +134,17 @@ class Subscriber:
         return self.last >= sequence
 
     async def close(self) -> None:
-        if self.connection is None:
+        client = self.client
+        if client is None:
             return
+        self.ended = True  # closing it ourselves is no problem to record
         with contextlib.suppress(Exception):
+            self._send({"id": "1", "type": "complete"})
+            client.close()
             async with asyncio.timeout(5):
-                await self._send({"id": "1", "type": "complete"})
-                await self.connection.close()
+                await asyncio.shield(client.closed)
+        if client.transport is not None:
+            client.transport.abort()
 
     def record(self) -> dict[str, Any]:
         return {
