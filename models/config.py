@@ -202,13 +202,27 @@ def _ssl_flag(raw: str) -> bool:
 
 
 def tortoise_config(url: str | None = None) -> dict[str, Any]:
-    """SQLite connections open with WAL and foreign keys on (Tortoise's defaults since 1.1)."""
+    """SQLite connections open with WAL and foreign keys on (Tortoise's defaults since 1.1).
+    PostgreSQL's pool hands connections back as they are (`keep_session`)."""
+    location = database_url(url)
+    connection: str | dict[str, Any] = location
+    if is_postgres(location):
+        connection = expand_db_url(location)
+        connection["credentials"]["reset"] = keep_session
     return {
-        "connections": {"default": database_url(url)},
+        "connections": {"default": connection},
         "apps": {APP_LABEL: {"models": MODEL_MODULES, "default_connection": "default"}},
         "use_tz": True,
         "timezone": "UTC",
     }
+
+
+async def keep_session(connection: object) -> None:
+    """What asyncpg's pool does to a connection it takes back, besides rolling back a
+    transaction left open: nothing. Its default reset query (pg_advisory_unlock_all, CLOSE ALL,
+    UNLISTEN *, RESET ALL) is a round trip on every release, and rendertrack never leaves
+    session state on a pooled connection: no SET, no cursor outside a transaction, its advisory
+    lock is per transaction and its LISTEN connection is one of its own."""
 
 
 def __getattr__(name: str) -> Any:
