@@ -11,6 +11,7 @@ from strawberry.types import Info
 
 from domain.validation import DEFAULT_MAX_ATTEMPTS, DEFAULT_PRIORITY, JobSubmission
 from gql.context import require_actor
+from gql.selections import asks_for
 from gql.types import CreatedUser, Job, JobStage, Role, User
 from service import jobs, users
 
@@ -88,7 +89,10 @@ class Mutation:
 
     @strawberry.mutation(description="Workers: take the next queued job (null when none).")
     async def claim_job(self, info: Info) -> Job | None:
-        job = await jobs.claim_next(require_actor(info))
+        # A worker asking for the render spec gets it read with the claimed row.
+        job = await jobs.claim_next(
+            require_actor(info), reading_render_spec=asks_for(info, "nexrenderConfig")
+        )
         return None if job is None else Job.of(job)
 
     @strawberry.mutation(

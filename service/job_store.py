@@ -256,11 +256,12 @@ async def next_claimable(
     *,
     tags: Sequence[str] = (),
     with_render_spec: bool = False,
+    reading_render_spec: bool = False,
 ) -> Job | None:
     """The job to claim next: highest priority, then oldest queued_at, then lowest id, among
     QUEUED jobs out of their retry backoff and not past their deadline; with `tags`, only jobs
     carrying every one of them, and with `with_render_spec` only jobs with a nexrender_config
-    (read with the row).
+    (read with the row, as with `reading_render_spec`).
     Reads idx_jobs_claim in order (the other conditions filter the rows it reads), so its cost
     does not grow with the jobs that are not QUEUED. On PostgreSQL the row is locked and rows
     locked by other claimers are skipped; SQLite has one writer, and the compare-and-set
@@ -278,7 +279,8 @@ async def next_claimable(
     p1, p2 = placeholder(connection, 1), placeholder(connection, 2)
     lock = " FOR UPDATE SKIP LOCKED" if connection.capabilities.dialect == "postgres" else ""
     # A Nexrender worker's claim answers with the render spec: read it with the row.
-    columns = f'{_ROW_COLUMNS}, "nexrender_config"' if with_render_spec else _ROW_COLUMNS
+    reading = with_render_spec or reading_render_spec
+    columns = f'{_ROW_COLUMNS}, "nexrender_config"' if reading else _ROW_COLUMNS
     rows = await connection.execute_query_dict(
         f"""SELECT {columns} FROM "jobs"{_index(connection, "idx_jobs_claim")}
         WHERE "status" = 'QUEUED'

@@ -139,12 +139,16 @@ async def set_priority(job_id: str, priority: object, actor: Actor | None = None
 
 @metrics.claim
 async def claim_next(
-    worker: Actor, *, tags: object = (), with_render_spec: bool = False
+    worker: Actor,
+    *,
+    tags: object = (),
+    with_render_spec: bool = False,
+    reading_render_spec: bool = False,
 ) -> Job | None:
     """Hands the next queued job to `worker` (RENDERING, worker recorded), or None when the
     queue is empty. Never hands one job to two workers. With `tags`, only a job carrying every
     one of them; with `with_render_spec`, only a job with a nexrender_config (what a Nexrender
-    worker can render)."""
+    worker can render). The job's nexrender_config is read with it for either flag."""
     if not policy.can_claim_jobs(worker):
         raise Forbidden("Only workers claim jobs.")
     wanted = parse_tags(tags)
@@ -153,7 +157,11 @@ async def claim_next(
             async with in_transaction() as connection:
                 now = clock.now()
                 job = await job_store.next_claimable(
-                    connection, now, tags=wanted, with_render_spec=with_render_spec
+                    connection,
+                    now,
+                    tags=wanted,
+                    with_render_spec=with_render_spec,
+                    reading_render_spec=reading_render_spec,
                 )
                 if job is None:
                     return None

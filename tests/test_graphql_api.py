@@ -12,6 +12,7 @@ import pytest
 
 from domain.status import JobStatus
 from models import Job, User
+from testkit.sql_log import capture_sql
 from tests.conftest import Account
 from tests.graphql_client import GraphQLClient
 
@@ -647,3 +648,28 @@ async def test_a_body_that_is_not_utf8_is_a_400(api: GraphQLClient) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert response.status_code == 400
+
+
+CLAIM_WITH_SPEC = {
+    "directly": "mutation { claimJob { id nexrenderConfig } }",
+    "in a fragment": (
+        "mutation { claimJob { id ...Spec } } fragment Spec on Job { nexrenderConfig }"
+    ),
+}
+
+
+@pytest.mark.parametrize("selection", list(CLAIM_WITH_SPEC))
+async def test_a_claim_asking_for_the_render_spec_reads_it_with_the_claimed_row(
+    api: GraphQLClient, accounts: dict[str, Account], selection: str
+) -> None:
+    config = {"template": {"src": "file:///C:/jobs/promo.aep", "composition": "main"}}
+    first = await submit(api, accounts["user"].token, nexrenderConfig=config)
+    second = await submit(api, accounts["user"].token, nexrenderConfig=config)
+    worker = accounts["worker"].token
+    with capture_sql() as plain:
+        assert (await claim(api, worker)) == {"id": first["id"], "status": "RENDERING"}
+    with capture_sql() as with_spec:
+        response = await api(CLAIM_WITH_SPEC[selection], token=worker)
+    assert not response.errors, response.errors
+    assert response.data["claimJob"] == {"id": second["id"], "nexrenderConfig": config}
+    assert len(with_spec) == len(plain)  # no statement of its own for the spec
