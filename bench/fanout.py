@@ -599,7 +599,9 @@ async def measure(database: Database, plan: Plan, options: Options) -> dict[str,
         f" in {tokens['replay_write_seconds']:.1f} s",
         flush=True,
     )
-    server = RenderTrack(database, workers=options.workers, profile=options.profile)
+    server = RenderTrack(
+        database, workers=options.workers, profile=options.profile, count_statements=True
+    )
     backends = Backends(database.url)
     results: dict[str, Any] = {
         "cases": [],

@@ -11,7 +11,8 @@ PostgreSQL: a database created on $RENDERTRACK_BENCH_POSTGRES_URL's server and d
 (testkit/postgres.py). SQLite: a file in a temporary folder. Accounts come from `rendertrack
 users create` (its token on stdout, its id on stderr), the first one alone (it migrates the
 database), the others side by side. The server is `rendertrack serve` through bench/serve.py,
-which adds a count of its SQL statements; its log goes to a file in the scratch folder.
+which adds a count of its SQL statements when the scenario reports them (`count_statements`);
+its log goes to a file in the scratch folder.
 """
 
 from __future__ import annotations
@@ -183,8 +184,11 @@ class RenderTrack:
         environment: dict[str, str] | None = None,
         profile: Path | None = None,
         name: str = "server",
+        count_statements: bool = False,
     ) -> None:
         self.database = database
+        # Counting costs the server a log record per statement: only where a scenario reports it.
+        self.count_statements = count_statements
         self.workers = workers
         self.profile = profile
         self.port = free_port()
@@ -272,7 +276,8 @@ class RenderTrack:
     async def start(self) -> None:
         profiler = [] if self.profile is None else ["-m", "cProfile", "-o", str(self.profile)]
         env = self._env()
-        env["BENCH_STATEMENTS_FILE"] = str(self.statements_file)
+        if self.count_statements:
+            env["BENCH_STATEMENTS_FILE"] = str(self.statements_file)
         with self.log.open("wb") as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -340,8 +345,8 @@ class RenderTrack:
         return sum(open_sockets(pid) for pid in self.pids())
 
     async def statements(self) -> int | None:
-        """SQL statements sent so far (one process only: None with several)."""
-        if self.workers > 1:
+        """SQL statements sent so far (one process only, counted: None otherwise)."""
+        if self.workers > 1 or not self.count_statements:
             return None
         await asyncio.sleep(0.2)  # the server's writer thread looks every 50 ms
         try:
