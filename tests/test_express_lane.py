@@ -253,6 +253,14 @@ async def raw_messages(socket: Socket, count: int) -> list[str]:
     return texts
 
 
+async def claimed_job(http: GraphQLClient, accounts: dict[str, Account]) -> tuple[str, str, str]:
+    """(the owner's token, the worker's token, the id of the job the worker now renders)"""
+    user, worker = accounts["user"].token, accounts["worker"].token
+    job_id = await submit(http, user)
+    await mutate(http, worker, "mutation { claimJob { id } }")
+    return user, worker, job_id
+
+
 @pytest.fixture
 def direct_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     """Every message the server sent through the express lane (the server runs in this
@@ -276,9 +284,7 @@ async def test_many_subscribers_of_a_job_get_every_change_once_in_order_and_the_
     accounts: dict[str, Account],
     direct_writes: list[bytes],
 ) -> None:
-    user, worker = accounts["user"].token, accounts["worker"].token
-    job_id = await submit(http, user)
-    await mutate(http, worker, "mutation { claimJob { id } }")
+    user, worker, job_id = await claimed_job(http, accounts)
     subscribers = 12
     async with sockets_of(live, subscribers) as sockets:
         snapshots = {await subscribed(socket, user, PLAIN, job_id) for socket in sockets}
@@ -353,9 +359,7 @@ async def test_a_result_that_needs_the_database_arrives_the_usual_way(
     accounts: dict[str, Account],
     direct_writes: list[bytes],
 ) -> None:
-    user, worker = accounts["user"].token, accounts["worker"].token
-    job_id = await submit(http, user)
-    await mutate(http, worker, "mutation { claimJob { id } }")
+    user, worker, job_id = await claimed_job(http, accounts)
     async with sockets_of(live, 3) as sockets:
         for socket in sockets:
             await subscribed(socket, user, WITH_ACTOR, job_id)
@@ -370,9 +374,7 @@ async def test_a_result_that_needs_the_database_arrives_the_usual_way(
 async def test_a_completed_subscription_receives_nothing_more(
     live: LiveServer, http: GraphQLClient, accounts: dict[str, Account]
 ) -> None:
-    user, worker = accounts["user"].token, accounts["worker"].token
-    job_id = await submit(http, user)
-    await mutate(http, worker, "mutation { claimJob { id } }")
+    user, worker, job_id = await claimed_job(http, accounts)
     async with open_socket(live) as socket, open_socket(live) as witness:
         await subscribed(socket, user, PLAIN, job_id)
         await subscribed(witness, user, PLAIN, job_id)
