@@ -26,7 +26,7 @@ from tortoise.context import TortoiseContext
 from domain.events import JobEventKind
 from domain.policy import Actor
 from domain.status import JobStatus
-from models.config import asyncpg_connect_args, asyncpg_dsn, tortoise_config
+from models.config import asyncpg_connect_args, asyncpg_dsn, keep_session, tortoise_config
 from service import jobs
 from service.bus import PostgresBus, create_bus
 from service.bus.postgres import APPLICATION_NAME, listen_dsn
@@ -160,7 +160,17 @@ def test_the_connection_goes_where_tortoises_pool_goes(url: str) -> None:
 @pytest.mark.parametrize(
     "url", [f"postgres://u@h/d{POOL_OPTIONS}", "postgres://u@h/d?ssl=true&timeout=5"]
 )
-def test_tortoise_is_given_the_url_as_written(url: str) -> None:
+def test_tortoise_is_given_its_own_reading_of_the_url_and_a_pool_that_keeps_sessions(
+    url: str,
+) -> None:
+    given = tortoise_config(url)["connections"]["default"]
+    reset = given["credentials"].pop("reset")
+    assert given == expand_db_url(url)
+    assert reset is keep_session
+
+
+def test_tortoise_is_given_a_sqlite_url_as_written(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'r.sqlite3'}"
     assert tortoise_config(url)["connections"]["default"] == url
 
 
