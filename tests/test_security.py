@@ -269,6 +269,19 @@ async def read_until(
     return messages
 
 
+async def answers_then_quiet(socket: Socket, op_ids: set[str]) -> list[dict[str, Any]]:
+    """Every message until each operation of `op_ids` has its answer (however long a busy
+    machine takes), then until `QUIET` seconds pass without one."""
+    answered: set[str] = set()
+
+    def all_answered(message: dict[str, Any]) -> bool:
+        if message.get("type") in {"next", "data", "error"}:
+            answered.add(message.get("id", ""))
+        return answered >= op_ids
+
+    return await read_until(socket, all_answered) + await drain(socket)
+
+
 def results(messages: list[dict[str, Any]], op_id: str) -> list[dict[str, Any]]:
     """The result payloads of one operation (`next` or, legacy, `data`)."""
     return [
@@ -848,7 +861,7 @@ async def test_queries_and_mutations_over_a_websocket_change_nothing_and_leak_no
             assert (await socket.init(accounts["other"].token))["type"] == "connection_ack"
             for query, op_id in operations:
                 await socket.subscribe(query, {}, op_id)
-            messages = await drain(socket)
+            messages = await answers_then_quiet(socket, {op_id for _, op_id in operations})
         assert_reveals_nothing(messages, world, "other", accounts)
         for _query, op_id in operations:
             answers = [m for m in messages if m.get("id") == op_id and m["type"] != "complete"]
