@@ -153,6 +153,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         f"({redact(settings.database_url)})"
     )
     from app.factory import GRACEFUL_SHUTDOWN_SECONDS, serving_process
+    from app.websocket_protocol import WEBSOCKET_OPTIONS
 
     with serving_process(args.workers):
         uvicorn.run(
@@ -166,10 +167,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             log_config=_stderr_logging(settings.log_format),
             access_log=False,  # the app logs each request itself, with more (app/logs.py)
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            # No permessage-deflate: each websocket would keep a zlib compressor and
-            # decompressor (~40 KiB) and compress every frame for itself, for frames of a few
-            # hundred bytes (issue 13: memory per idle subscriber, CPU per message).
-            ws_per_message_deflate=False,
+            **WEBSOCKET_OPTIONS,
         )
     if server_lock is not None:
         server_lock.close()

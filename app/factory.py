@@ -100,6 +100,7 @@ def create_app(
                 users.tokens.enable(lambda: bus.listen_backend_pid is not None)
                 stack.callback(users.tokens.disable)
             await stack.enter_async_context(_running(graphql.connections.recheck_forever()))
+            stack.callback(graphql.connections.stop)
             if run_duties:
                 await stack.enter_async_context(sweeping(settings.sweep_interval_seconds))
             stack.enter_context(_draining_before_uvicorn_stops(app, websockets))

@@ -14,6 +14,8 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from app.websocket_protocol import WEBSOCKET_OPTIONS
+
 TRANSPORT_WS = "graphql-transport-ws"
 LEGACY_WS = "graphql-ws"
 WAIT = 10.0
@@ -34,9 +36,17 @@ class LiveServer:
 
 
 @asynccontextmanager
-async def serve(app: Starlette) -> AsyncIterator[LiveServer]:
-    """uvicorn in this event loop, on a free port, with the app's lifespan (its event bus)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+async def serve(app: Starlette, **options: Any) -> AsyncIterator[LiveServer]:
+    """uvicorn in this event loop, on a free port, with the app's lifespan (its event bus), its
+    websockets as `rendertrack serve` runs them (`options` override uvicorn's settings)."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        **{**WEBSOCKET_OPTIONS, **options},
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
