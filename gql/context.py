@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from starlette.requests import Request
@@ -34,37 +35,44 @@ class Context:
     max_query_cost: int = DEFAULT_MAX_COST
     # Why connection_init was refused (the websocket's close reason).
     rejection: str | None = None
-    # One DataLoader per request: a page of jobs loads its owners in one query. The loaders of
-    # values that change (queue positions, logs, throughput) batch but never cache: a websocket
+
+    # One DataLoader per request, made when first used (most requests use one or two, and an
+    # idle websocket none): a page of jobs loads its owners in one query. The loaders of values
+    # that change (queue positions, logs, throughput) batch but never cache: a websocket
     # context lives as long as its connection.
-    users_by_id: DataLoader[str, User | None] = field(
-        default_factory=lambda: DataLoader(load_fn=queries.users_by_ids)
-    )
-    queue_positions: DataLoader[Job, int | None] = field(
-        default_factory=lambda: DataLoader(
-            load_fn=queries.queue_positions, cache=False, cache_key_fn=_job_key
-        )
-    )
-    render_specs: DataLoader[str, Any] = field(
-        default_factory=lambda: DataLoader(load_fn=queries.render_specs, cache=False)
-    )
-    logs: DataLoader[tuple[Job, int | None], str | None] = field(
-        default_factory=lambda: DataLoader(load_fn=_load_logs, cache=False)
-    )
-    # User.jobs of a list of users: one statement per distinct page asked for.
-    owner_pages: DataLoader[OwnerPageKey, queries.Page] = field(
-        default_factory=lambda: DataLoader(load_fn=_load_owner_pages, cache=False)
-    )
-    owner_counts: DataLoader[OwnerCountKey, int] = field(
-        default_factory=lambda: DataLoader(load_fn=_load_owner_counts, cache=False)
-    )
-    # Job.events of a list of jobs: one statement per distinct page size.
-    histories: DataLoader[tuple[Job, history.HistoryRequest], history.HistoryPage] = field(
-        default_factory=lambda: DataLoader(load_fn=history.pages_of_histories, cache=False)
-    )
-    finished_recently: DataLoader[datetime, int] = field(
-        default_factory=lambda: DataLoader(load_fn=_load_finished_recently, cache=False)
-    )
+    @cached_property
+    def users_by_id(self) -> DataLoader[str, User | None]:
+        return DataLoader(load_fn=queries.users_by_ids)
+
+    @cached_property
+    def queue_positions(self) -> DataLoader[Job, int | None]:
+        return DataLoader(load_fn=queries.queue_positions, cache=False, cache_key_fn=_job_key)
+
+    @cached_property
+    def render_specs(self) -> DataLoader[str, Any]:
+        return DataLoader(load_fn=queries.render_specs, cache=False)
+
+    @cached_property
+    def logs(self) -> DataLoader[tuple[Job, int | None], str | None]:
+        return DataLoader(load_fn=_load_logs, cache=False)
+
+    @cached_property
+    def owner_pages(self) -> DataLoader[OwnerPageKey, queries.Page]:
+        """User.jobs of a list of users: one statement per distinct page asked for."""
+        return DataLoader(load_fn=_load_owner_pages, cache=False)
+
+    @cached_property
+    def owner_counts(self) -> DataLoader[OwnerCountKey, int]:
+        return DataLoader(load_fn=_load_owner_counts, cache=False)
+
+    @cached_property
+    def histories(self) -> DataLoader[tuple[Job, history.HistoryRequest], history.HistoryPage]:
+        """Job.events of a list of jobs: one statement per distinct page size."""
+        return DataLoader(load_fn=history.pages_of_histories, cache=False)
+
+    @cached_property
+    def finished_recently(self) -> DataLoader[datetime, int]:
+        return DataLoader(load_fn=_load_finished_recently, cache=False)
 
     @property
     def actor(self) -> Actor | None:

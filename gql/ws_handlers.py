@@ -168,6 +168,18 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         super().__init__(*args, **kwargs)
         self.websocket = _RefusalCloser(self.websocket, self.context)
 
+    async def handle_connection_init(self, message: Any) -> None:
+        timer = self.connection_init_timeout_task
+        await super().handle_connection_init(message)
+        if timer is not None:
+            # Strawberry keeps the cancelled timer (its CancelledError, traceback and frames)
+            # as long as the socket lives: let it go once it is done.
+            timer.add_done_callback(self._forget_init_timer)
+
+    def _forget_init_timer(self, timer: asyncio.Task[None]) -> None:
+        if self.connection_init_timeout_task is timer:
+            self.connection_init_timeout_task = None
+
     async def run_operation(self, operation: Any) -> None:
         writer = writer_of(getattr(getattr(self.websocket, "ws", None), "scope", {}))
         if writer is not None:
