@@ -16,7 +16,10 @@ changes while they are open: they are idle.
   frame); once the server holds no more sockets than at rest, and SETTLE seconds later, its RSS.
 
 Two variants, each on a fresh server process: subscribers that offer permessage-deflate (as
-browsers do) and subscribers that do not. RSS is read from /proc/<pid>/statm.
+browsers do) and subscribers that do not. RSS is read from /proc/<pid>/statm; where it lies, at
+each reading, from /proc/<pid>/smaps: glibc's heap (malloc's blocks), other anonymous memory
+(CPython's object allocator keeps its blocks of up to 512 bytes in 1 MiB arenas mapped there),
+and files (code).
 
 Goals (issue 13): <= 30 KiB per idle subscriber; back within 10% of rest after the disconnects.
 
@@ -28,9 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import re
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench import rows, stats, table
@@ -55,6 +60,31 @@ class Plan:
 
 FULL = Plan(subscribers=2_000, jobs=100, warmup=50, settle=3.0)
 QUICK = Plan(subscribers=50, jobs=10, warmup=10, settle=1.0)
+
+
+MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
+MAPPING_KINDS = ("heap", "anonymous", "files", "other")
+
+
+def rss_by_mapping(pids: list[int]) -> dict[str, int]:
+    """RSS in KiB by kind of mapping: glibc's heap, other anonymous memory, files, the rest
+    (stacks, the vDSO)."""
+    found = dict.fromkeys(MAPPING_KINDS, 0)
+    for pid in pids:
+        kind = "other"
+        for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+            if MAPPING.match(line):
+                fields = line.split(maxsplit=5)
+                name = fields[5].strip() if len(fields) > 5 else ""
+                if name == "[heap]":
+                    kind = "heap"
+                elif not name:
+                    kind = "anonymous"
+                else:
+                    kind = "files" if name.startswith("/") else "other"
+            elif line.startswith("Rss:"):
+                found[kind] += int(line.split()[1])
+    return found
 
 
 async def open_subscribers(
@@ -94,14 +124,17 @@ async def variant(server: RenderTrack, job_ids: list[str], plan: Plan, compressi
         await drop(server, warm, sockets_at_rest)
         await asyncio.sleep(plan.settle)
         rest = server.rss_kib()
+        mappings = {"rest": rss_by_mapping(server.pids())}
         clients, ready = await open_subscribers(server, job_ids, plan.subscribers, compression)
         await asyncio.sleep(plan.settle)
         opened = server.rss_kib()
+        mappings["open"] = rss_by_mapping(server.pids())
         sockets_open = server.sockets()
         client_rss = clients.rss_kib()
         released = await drop(server, clients, sockets_at_rest)
         await asyncio.sleep(plan.settle)
         after = server.rss_kib()
+        mappings["after"] = rss_by_mapping(server.pids())
         sockets_after = server.sockets()
         problems = server.log_problems()
     per_subscriber = (opened - rest) / plan.subscribers
@@ -113,6 +146,7 @@ async def variant(server: RenderTrack, job_ids: list[str], plan: Plan, compressi
         "rss_after_kib": after,
         "per_subscriber_kib": per_subscriber,
         "after_vs_rest": after / rest if rest else None,
+        "rss_by_mapping_kib": mappings,
         "sockets": {"rest": sockets_at_rest, "open": sockets_open, "after": sockets_after},
         "seconds_to_release_sockets": released,
         "subscriber_process_rss_kib": client_rss,
@@ -156,6 +190,18 @@ HEADERS = [
 ]
 
 
+def mapping_note(name: str, mappings: dict[str, dict[str, int]]) -> str:
+    """Where the RSS lies at rest / open / after."""
+
+    def readings(kind: str) -> str:
+        return " / ".join(f"{mappings[phase][kind] / 1024:.1f}" for phase in mappings) + " MiB"
+
+    return (
+        f"{name}, RSS at rest / open / after: glibc's heap {readings('heap')}, other anonymous"
+        f" memory (CPython's object arenas) {readings('anonymous')}"
+    )
+
+
 async def run(plan: Plan, quick: bool) -> int:
     started = time.perf_counter()
     print(machine())
@@ -166,6 +212,7 @@ async def run(plan: Plan, quick: bool) -> int:
         print(f"memory skipped: {missing}")
         return 1
     note = "quick sizes" if quick else ""
+    notes = [mapping_note(name, found["rss_by_mapping_kib"]) for name, found in outcomes.items()]
     table_rows = [
         [
             name,
@@ -209,6 +256,7 @@ async def run(plan: Plan, quick: bool) -> int:
         goals=goals,
         data={"plan": plan.__dict__, "variants": outcomes},
         started=started,
+        notes=notes,
     )
     complete = all(found["subscribers"] == plan.subscribers for found in outcomes.values())
     return 0 if complete else 1
