@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +53,6 @@ pytestmark = [
 
 WAIT = 10.0
 # The kernel spreads connections over the processes; this many all on one would be a fault.
-MAX_SOCKETS_TO_REACH_BOTH = 16
 
 JOB_EVENTS = """
 subscription { jobEvents { kind sequence previousStatus job { id status progress } } }
@@ -209,15 +210,18 @@ async def test_every_worker_process_of_one_server_delivers_every_event(
             user = await create_user(http, admin, "user@example.com", "USER")
             worker = await create_user(http, admin, "worker@example.com", "WORKER")
             job_id = await submit(http, user)
-            # Separate connections: the kernel hands each to either worker process. Open them
-            # until the server's log shows that both processes hold one.
-            sockets: list[Socket] = []
-            processes: set[int] = set()
-            while len(processes) < 2:
-                assert len(sockets) < MAX_SOCKETS_TO_REACH_BOTH, "one process took every socket"
-                name = f"subscriber-{len(sockets)}"
-                sockets.append(await subscribe_job(server, stack, user, job_id, request_id=name))
-                processes.add(await process_of(server, name))
+            # Separate connections: the kernel hands each to either worker process, and on a
+            # busy machine it may hand every one to the same. So the first process to take one
+            # is stopped while the next connects: only the other can accept it.
+            first = await subscribe_job(server, stack, user, job_id, request_id="subscriber-0")
+            taker = await process_of(server, "subscriber-0")
+            os.kill(taker, signal.SIGSTOP)
+            try:
+                other = await subscribe_job(server, stack, user, job_id, request_id="subscriber-1")
+            finally:
+                os.kill(taker, signal.SIGCONT)
+            assert await process_of(server, "subscriber-1") != taker
+            sockets = [first, other]
             seen: list[list[tuple]] = [[] for _ in sockets]
             for query, variables in render_steps(job_id):
                 await mutate(http, worker, query, **variables)
