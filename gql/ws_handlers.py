@@ -59,6 +59,7 @@ def _coded(message: Any, limit: int | None) -> Any:
 REFUSED_CLOSE_CODE = 4403
 # What graphql-transport-ws closes a malformed message with; the legacy protocol has no code.
 MALFORMED_CLOSE_CODE = 4400
+NOT_AN_OBJECT = "WebSocket message must be a JSON object"
 # A websocket close frame's reason holds at most 123 bytes.
 MAX_REASON_BYTES = 123
 
@@ -168,6 +169,14 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler):
         super().__init__(*args, **kwargs)
         self.websocket = _RefusalCloser(self.websocket, self.context)
 
+    async def handle_message(self, message: Any) -> None:
+        """Strawberry reads `message["type"]` unchecked: JSON that is not an object (an array,
+        a number) crashed the socket with a traceback."""
+        if not isinstance(message, dict):
+            await self.handle_invalid_message(NOT_AN_OBJECT)
+            return
+        await super().handle_message(message)
+
     async def handle_connection_init(self, message: Any) -> None:
         timer = self.connection_init_timeout_task
         await super().handle_connection_init(message)
@@ -202,6 +211,12 @@ class LegacyWSHandler(BaseGraphQLWSHandler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.websocket = _RefusalCloser(self.websocket, self.context)
+
+    async def handle_message(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            await self.websocket.close(code=MALFORMED_CLOSE_CODE, reason=NOT_AN_OBJECT)
+            return
+        await super().handle_message(message)
 
     async def handle_start(self, message: Any) -> None:
         """Strawberry reads `id` unchecked: a `start` without a string id crashed the socket."""

@@ -160,3 +160,22 @@ async def test_a_malformed_legacy_message_closes_the_socket_with_4400(
     assert code == 4400 and reason
     async with open_socket(live, LEGACY_WS) as again:  # the server carries on
         assert (await again.init(accounts["user"].token))["type"] == "connection_ack"
+
+
+@pytest.mark.parametrize("protocol", [TRANSPORT_WS, LEGACY_WS])
+@pytest.mark.parametrize("text", ["[1, 2]", "5", '"connection_init"', "null"])
+async def test_json_that_is_not_an_object_closes_the_socket_with_4400(
+    live: LiveServer,
+    accounts: dict[str, Account],
+    protocol: str,
+    text: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with open_socket(live, protocol) as socket:
+        assert (await socket.init(accounts["user"].token))["type"] == "connection_ack"
+        await socket.connection.send(text)
+        code, reason = await closed_within(socket, 5)
+    assert (code, reason) == (4400, "WebSocket message must be a JSON object")
+    assert "Traceback" not in caplog.text
+    async with open_socket(live, protocol) as again:  # the server carries on
+        assert (await again.init(accounts["user"].token))["type"] == "connection_ack"
