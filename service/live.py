@@ -74,7 +74,7 @@ async def follow_job(
         seen_at = snapshot.job.sequence  # the actor may see the job as this change left it
         if after_sequence is None:
             yield snapshot
-            last = seen_at
+            sent.last = seen_at
             if _ends(snapshot):
                 return
             replay = False
@@ -83,35 +83,33 @@ async def follow_job(
                 raise BadUserInput.single(
                     "afterSequence", f"is beyond the job's last change ({seen_at})"
                 )
-            last = after_sequence
-            if last == seen_at and _ends(snapshot):
+            sent.last = after_sequence
+            if sent.last == seen_at and _ends(snapshot):
                 return
             replay = True
         while True:
             if replay:
                 replay = False
-                replayed = _replay_job(actor, job_id, last, seen_at)
+                replayed = _replay_job(actor, job_id, sent.last, seen_at)
                 final: Update | None = None
                 async with contextlib.aclosing(replayed):
                     async for final in replayed:
                         yield final
-                        last = final.job.sequence
+                        sent.last = final.job.sequence
                 # Only the job's last change ends it: an earlier attempt that ended (then was
                 # retried) is history the client catches up on.
                 if final is not None and _ends(final):
                     return
             if express is not None:
-                sent.last = last
                 subscription.express = partial(_take_express, express, actor, sent)
             item = await anext(subscription, None)
             subscription.express = None
-            last = max(last, sent.last)
             if item is None:  # the bus stopped
                 return
             if isinstance(item, Gap):
                 replay = True
                 continue
-            step = _live_step(actor, item, last)
+            step = _live_step(actor, item, sent.last)
             if step is _SKIP:
                 continue
             if step is _REPLAY:
@@ -119,7 +117,7 @@ async def follow_job(
                 continue
             assert isinstance(step, Update)
             yield step
-            last = item.event.sequence
+            sent.last = item.event.sequence
             if _ends(step):
                 return
     finally:
@@ -215,32 +213,30 @@ async def follow_events(
             raise BadUserInput.single(
                 "after", "is beyond the latest event: it comes from another database"
             )
-        last = cursor.position if cursor else latest
+        sent.last = cursor.position if cursor else latest
         replay = cursor is not None
         held_by = actor.id if actor.role is Role.WORKER else None
         while True:
             if replay:
                 replay = False
-                replayed = _replay_events(match, last, owner_id, wanted, held_by)
+                replayed = _replay_events(match, sent.last, owner_id, wanted, held_by)
                 async with contextlib.aclosing(replayed):
                     async for update in replayed:
                         yield update
-                        last = _position(update.event)
+                        sent.last = _position(update.event)
             if express is not None:
-                sent.last = last
                 subscription.express = partial(_take_event_express, express, sent)
             item = await anext(subscription, None)
             subscription.express = None
-            last = max(last, sent.last)
             if item is None:
                 return
             if isinstance(item, Gap):
                 replay = True
                 continue
-            if _position(item.event) <= last:
+            if _position(item.event) <= sent.last:
                 continue
             yield Update(item.job, item.event, item.event.cursor, live=True)
-            last = _position(item.event)
+            sent.last = _position(item.event)
     finally:
         subscription.close()
 
