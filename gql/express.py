@@ -66,7 +66,7 @@ def lane(info: Info) -> Callable[[Update], bool] | None:
         result = context.run(executor.result_now, event_of(update))
         if result is None or result.errors or type(result.data) is not SharedData:
             return False
-        return outlet.writer.send_text(result.data.next_frame(outlet.operation_id))
+        return outlet.writer.send_text(result.data.frame("next", outlet.operation_id).encode())
 
     return send
 

@@ -14,7 +14,7 @@ dict), whose JSON text is encoded the first time a websocket sends it and reused
 subscriber's `next` message (gql/ws_handlers.py), so that the work per subscriber is a send.
 
 The express lane (gql/express.py) takes a result only when it is ready without waiting
-(`FanOutExecutor.result_now`), and the whole `next` frame from `SharedData.next_frame`.
+(`FanOutExecutor.result_now`), and the whole `next` frame from `SharedData.frame`.
 """
 
 from __future__ import annotations
@@ -49,20 +49,26 @@ class SharedData(dict):  # type: ignore[type-arg]
             self._payload_json: str = json.dumps({"data": self}, separators=(",", ":"))
             return self._payload_json
 
-    def next_frame(self, operation_id: str) -> bytes:
-        """The graphql-transport-ws `next` message of this data for `operation_id`, as UTF-8,
-        exactly as Strawberry would send it (one per id: subscribers often share theirs)."""
+    def frame(
+        self, kind: str, operation_id: str, order: tuple[str, ...] = ("id", "type", "payload")
+    ) -> str:
+        """The `kind` message (graphql-transport-ws `next`, legacy `data`) carrying this data
+        for `operation_id`, its keys in `order`, as Strawberry's transports encode it; built
+        once per kind, id and order (subscribers often share their ids)."""
         try:
             frames = self._frames
         except AttributeError:
             frames = self._frames = {}
-        frame: bytes | None = frames.get(operation_id)
-        if frame is None:
-            text = (
-                f'{{"id":{json.dumps(operation_id)},"type":"next","payload":{self.payload_json()}}}'
-            )
-            frame = frames[operation_id] = text.encode()
-        return frame
+        key = (kind, operation_id, order)
+        text: str | None = frames.get(key)
+        if text is None:
+            values = {
+                "id": json.dumps(operation_id),
+                "type": json.dumps(kind),
+                "payload": self.payload_json(),
+            }
+            text = frames[key] = "{" + ",".join(f'"{name}":{values[name]}' for name in order) + "}"
+        return text
 
 
 def shared_by(payload: object) -> object | None:

@@ -122,11 +122,7 @@ def shared_frame(message: Any, kind: str) -> str | None:
     data = payload.get("data")
     if type(data) is not SharedData or not isinstance(message.get("id"), str):
         return None
-    parts = [
-        f'"{name}":{data.payload_json() if name == "payload" else json.dumps(value)}'
-        for name, value in message.items()
-    ]
-    return "{" + ",".join(parts) + "}"
+    return data.frame(kind, message["id"], tuple(message))
 
 
 # The queries and mutations running on this process's websockets (their operations' tasks).
