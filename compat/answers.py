@@ -21,6 +21,7 @@ from domain.errors import (
     NotFound,
 )
 from domain.policy import Actor
+from models.reachability import RETRY_AFTER_SECONDS, UNREACHABLE_MESSAGE, database_unreachable
 
 logger = logging.getLogger("rendertrack.nexrender")
 
@@ -62,8 +63,27 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return refusal(error)
         except BodyUnread as unread:
             raise unread.cause from None
-        except Exception:
+        except Exception as error:
+            if database_unreachable(error):
+                return unavailable(request, error)
             logger.exception("%s %s failed", request.method, request.url.path)
             return answer({"error": INTERNAL_MESSAGE, "code": "INTERNAL_SERVER_ERROR"}, 500)
 
     return run
+
+
+def unavailable(request: Request, error: BaseException) -> JSONResponse:
+    """The database could not be reached: not the caller's fault and not a defect. 503 with
+    when to try again; a Nexrender worker retries its pickup or report on its next round."""
+    logger.warning(
+        "%s %s: the database cannot be reached (%s: %s)",
+        request.method,
+        request.url.path,
+        type(error).__name__,
+        error,
+    )
+    return JSONResponse(
+        {"error": UNREACHABLE_MESSAGE, "code": "SERVICE_UNAVAILABLE"},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )

@@ -6,7 +6,8 @@ GRAPHQL_VALIDATION_FAILED for a malformed query, INTERNAL_SERVER_ERROR for anyth
 traceback is logged on the server and never sent. The HTTP transport (gql/view.py) adds
 NOT_ACCEPTABLE (406), UNSUPPORTED_MEDIA_TYPE (415), METHOD_NOT_ALLOWED (405),
 SERVICE_UNAVAILABLE (503: the token could not be checked, the database did not answer) and
-OPERATION_NOT_ALLOWED (a subscription over HTTP, a mutation over GET).
+OPERATION_NOT_ALLOWED (a subscription over HTTP, a mutation over GET). A field whose resolver
+could not reach the database is SERVICE_UNAVAILABLE too, logged as a warning without traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.execution import ExecutionContext
 
 from domain.errors import BadUserInput, DomainError, FieldError, InvalidTransition
+from models.reachability import UNREACHABLE_MESSAGE, database_unreachable
 
 logger = logging.getLogger("rendertrack.graphql")
 
@@ -82,6 +84,8 @@ def translate(error: GraphQLError) -> GraphQLError:
         if error.message.startswith("Variable"):
             return _rebuilt(error, error.message, _variable_extensions(error.message))
         return _rebuilt(error, error.message, {"code": "GRAPHQL_VALIDATION_FAILED"})
+    if _is_outage(error):
+        return _rebuilt(error, UNREACHABLE_MESSAGE, {"code": "SERVICE_UNAVAILABLE"})
     return _rebuilt(error, INTERNAL_MESSAGE, {"code": "INTERNAL_SERVER_ERROR"})
 
 
@@ -124,13 +128,20 @@ def _is_request_error(error: GraphQLError) -> bool:
     )
 
 
+def _is_outage(error: GraphQLError) -> bool:
+    """A resolver that failed because the database could not be reached: not a defect."""
+    return error.original_error is not None and database_unreachable(error.original_error)
+
+
 def is_unexpected(error: GraphQLError) -> bool:
     original = error.original_error
     if isinstance(original, InvalidOperationTypeError):  # the client's choice of transport
         return False
     if original is None or isinstance(original, DomainError) or _is_request_error(error):
         return False
-    return not (isinstance(original, GraphQLError) and original.extensions.get("code"))
+    if isinstance(original, GraphQLError) and original.extensions.get("code"):
+        return False
+    return not _is_outage(error)
 
 
 def _rebuilt(error: GraphQLError, message: str, extensions: dict[str, Any]) -> GraphQLError:
@@ -148,7 +159,14 @@ def _rebuilt(error: GraphQLError, message: str, extensions: dict[str, Any]) -> G
 def log_unexpected(errors: list[GraphQLError], context: ExecutionContext | None) -> None:
     """Strawberry logs every error with a traceback; only unexpected ones deserve it."""
     for error in errors:
-        if is_unexpected(error):
+        if _is_outage(error):
+            logger.warning(
+                "database unreachable in %s: %s: %s",
+                error.path,
+                type(error.original_error).__name__,
+                error.original_error,
+            )
+        elif is_unexpected(error):
             logger.error(
                 "unexpected error in %s",
                 error.path,

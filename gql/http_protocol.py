@@ -36,6 +36,7 @@ from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from gql.limits import DOCUMENTS
+from models.reachability import RETRY_AFTER_SECONDS, UNREACHABLE_MESSAGE
 
 # The client's text quoted back in a refusal (a media type, an operation name): at most this much.
 QUOTED_CHARS = 100
@@ -95,16 +96,12 @@ def method_not_allowed() -> Refusal:
     )
 
 
-# Seconds a client is asked to wait before trying again while the database is unreachable.
-RETRY_AFTER_SECONDS = 5
-
-
 def database_unreachable() -> Refusal:
     """The token could not be checked: the server's database did not answer. Not the client's
     fault and not a crash: 503, coded, with when to try again."""
     return Refusal(
         503,
-        "The server cannot reach its database right now; try again in a few seconds.",
+        UNREACHABLE_MESSAGE,
         "SERVICE_UNAVAILABLE",
         headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )

@@ -19,6 +19,7 @@ from tortoise import connections
 from domain.errors import DomainError
 from domain.status import JobStatus
 from models import Job
+from models.reachability import log_retry
 from service import clock, event_store, job_store, jobs, metrics, settings
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,8 @@ async def run_sweeper(interval_seconds: float, stop: asyncio.Event) -> None:
                     report.failed,
                     report.cancelled,
                 )
-        except Exception:
+        except Exception as error:
             reachable_since = None
-            logger.exception("Sweep failed; trying again in %.1f s", interval_seconds)
+            log_retry(logger, "Sweep failed", error, interval_seconds)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval_seconds)

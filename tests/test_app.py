@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from app.factory import create_app
 from app.migrations import apply_migrations
 from app.settings import Settings
+from service import users
 from tests.databases import fresh_postgres_database, postgres_server_url
 from tests.live_server import TRANSPORT_WS, closed_within, open_socket, serve
 
@@ -69,12 +70,14 @@ class Outage:
     def name(self) -> str:
         return self.url.rsplit("/", 1)[1]
 
-    async def begin(self) -> None:
+    async def begin(self, sparing: int | None = None) -> None:
+        """Refuses new connections and drops the open ones, all but the backend `sparing`."""
         await self.admin.execute(f'ALTER DATABASE "{self.name}" ALLOW_CONNECTIONS false')
         await self.admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            " WHERE datname = $1 AND pid <> pg_backend_pid() AND pid IS DISTINCT FROM $2",
             self.name,
+            sparing,
         )
 
     async def end(self) -> None:
@@ -206,3 +209,87 @@ async def test_a_websocket_whose_token_cannot_be_checked_is_told_to_come_back_la
     # 1013 "try again later", not 4403: a client keeps its token and reconnects.
     assert code == 1013 and "database" in reason
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_an_outage_is_logged_as_warnings_and_the_duties_resume_after_it(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the database is away the sweeper says so in one line per round, without a
+    traceback and not as an error; once it is back the rounds succeed again."""
+    async with outage_ready(backend) as outage:
+        settings = Settings(database_url=outage.url, sweep_interval_seconds=0.05)
+        async with running(create_app(settings)):
+            await outage.begin()
+            async with asyncio.timeout(10):
+                while not any(unreachable(record) for record in caplog.records):
+                    await asyncio.sleep(0.02)
+            await outage.end()
+            await asyncio.sleep(1)  # the pool reconnects; later rounds succeed
+            during = list(caplog.records)
+            caplog.clear()
+            await asyncio.sleep(0.5)
+    assert not [record.getMessage() for record in during if record.levelno >= logging.ERROR]
+    assert not [
+        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
+    ]
+
+
+def unreachable(record: logging.LogRecord) -> bool:
+    return (
+        record.name == "service.sweeper"
+        and record.levelno == logging.WARNING
+        and "the database cannot be reached" in record.getMessage()
+        and record.exc_info is None
+    )
+
+
+async def test_the_nexrender_api_is_a_coded_503_while_the_database_is_away(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Nexrender worker's pickup during an outage: 503 with when to try again, as JSON, and a
+    warning on the server, not a 500 and a traceback."""
+    async with (
+        outage_ready(backend) as outage,
+        running(create_app(Settings(database_url=outage.url))) as client,
+    ):
+        await outage.begin()
+        response = await asyncio.wait_for(
+            client.get("/api/v1/jobs/pickup", headers={"nexrender-secret": "rt_" + "x" * 43}),
+            timeout=10,
+        )
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "error": "The server cannot reach its database right now; try again in a few seconds.",
+        "code": "SERVICE_UNAVAILABLE",
+    }
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+async def test_a_field_that_loses_the_database_is_a_coded_error_and_a_warning(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The token is remembered (the bus still listens), so the request runs; the field that
+    needs the database gets SERVICE_UNAVAILABLE, the rest of the answer stands."""
+    async with outage_ready(backend) as outage:
+        app = create_app(Settings(database_url=outage.url))
+        async with running(app) as client:
+            issued = await users.create_user("outage@example.com")
+            headers = {"Authorization": f"Bearer {issued.token}"}
+            query = {"query": '{ me { email } job(id: "nosuchjob") { id } }'}
+            assert (await client.post("/graphql", json=query, headers=headers)).status_code == 200
+            await outage.begin(sparing=app.state.bus.listen_backend_pid)
+            response = await asyncio.wait_for(
+                client.post("/graphql", json=query, headers=headers), timeout=10
+            )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["data"] == {"me": {"email": "outage@example.com"}, "job": None}
+    [error] = body["errors"]
+    assert error["path"] == ["job"]
+    assert error["extensions"] == {"code": "SERVICE_UNAVAILABLE"}
+    assert error["message"] == (
+        "The server cannot reach its database right now; try again in a few seconds."
+    )
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+    assert any("database unreachable in ['job']" in r.getMessage() for r in caplog.records)

@@ -23,6 +23,7 @@ from tortoise import BaseDBAsyncClient
 
 from domain.events import JobEvent
 from models import Job
+from models.reachability import log_retry
 from service import metrics
 from service.bus.subscription import Delivery, Match, Subscription
 
@@ -202,8 +203,8 @@ class BusCore:
             try:
                 await self._catch_up()
                 delay = RETRY_INITIAL
-            except Exception:
-                logger.exception("Reading events failed; trying again in %.2f s", delay)
+            except Exception as error:
+                log_retry(logger, "Reading events failed", error, delay)
                 metrics.BUS_READ_RETRIES.inc()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
