@@ -15,9 +15,11 @@ from domain.validation import (
     parse_allowed_roots,
     parse_uri_schemes,
 )
-from gql.connections import DEFAULT_MAX_CONNECTIONS_PER_USER
-from gql.cost import DEFAULT_MAX_COST
-from gql.view import DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION
+from gql.defaults import (
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_MAX_COST,
+    DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+)
 from models.config import DATABASE_URL_VARIABLE, database_url
 from service.settings import DEFAULT_EVENT_RETENTION_DAYS, ServiceSettings
 from service.sweeper import DEFAULT_SWEEP_INTERVAL_SECONDS

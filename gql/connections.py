@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketState
 
+from gql.defaults import DEFAULT_MAX_CONNECTIONS_PER_USER
 from models import User
 from service import metrics
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_CONNECTIONS_PER_USER = 20
 # Every so often each process checks the users of its connections against the database: the
 # backstop for a revocation whose notice cannot reach it (the CLI on SQLite, a lost NOTIFY).
 RECHECK_INTERVAL_SECONDS = 5.0

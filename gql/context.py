@@ -15,7 +15,7 @@ from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from domain.policy import Actor
-from gql.cost import DEFAULT_MAX_COST
+from gql.defaults import DEFAULT_MAX_COST
 from gql.errors import Unauthenticated
 from models import Job, User
 from service import history, job_logs, queries, users

@@ -26,9 +26,9 @@ from graphql import (
     VariableNode,
 )
 
+from gql.defaults import DEFAULT_MAX_COST
 from service.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-DEFAULT_MAX_COST = 5_000
 # Lists and how many items they may hold when the query does not say.
 PAGED_FIELDS = frozenset({"jobs", "queue", "events"})
 # Unpaged lists: an admin's list of every account and of every worker, and the jobs one worker

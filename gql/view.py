@@ -27,9 +27,13 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 from strawberry.types.unset import UNSET
 
-from gql.connections import DEFAULT_MAX_CONNECTIONS_PER_USER, ConnectionRegistry, TooManyConnections
+from gql.connections import ConnectionRegistry, TooManyConnections
 from gql.context import Context, user_from_header
-from gql.cost import DEFAULT_MAX_COST
+from gql.defaults import (
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_MAX_COST,
+    DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION,
+)
 from gql.http_protocol import (
     GRAPHQL_RESPONSE_JSON,
     JSON,
@@ -63,7 +67,6 @@ CLIENT_CLOSED_REQUEST = 499
 TRY_AGAIN_LATER = 1013
 
 ALLOWED_ORIGINS_VARIABLE = "RENDERTRACK_ALLOWED_ORIGINS"
-DEFAULT_MAX_SUBSCRIPTIONS_PER_CONNECTION = 100
 # An Origin header is the client's text: the log line quotes at most this much of it.
 LOGGED_ORIGIN_CHARS = 200
 
