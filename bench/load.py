@@ -284,28 +284,29 @@ KINDS = {
 
 
 async def run_load(command: dict[str, Any], within: float = 3600.0) -> dict[str, Any]:
-    """Runs `command` in a load process and answers its result (within `within` seconds)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.load",
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    """Runs `command` in a load process and answers its result (within `within` seconds).
+
+    The process is run by `subprocess.run` in a thread, with blocking reads of its output:
+    asyncio's pipe transport once handed back a drain's result (over 256 KiB of JSON) with a
+    chunk missing, and the scenario failed on a result the load process had written whole."""
     try:
-        out, err = await asyncio.wait_for(process.communicate(json.dumps(command).encode()), within)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise RuntimeError(f"the load process ({command['kind']}) took over {within} s") from None
-    if process.returncode != 0:
-        raise RuntimeError(
-            f"the load process ({command['kind']}) failed ({process.returncode}):\n"
-            + err.decode(errors="replace")[-3000:]
+        finished = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bench.load"],
+            cwd=ROOT,
+            input=json.dumps(command).encode(),
+            capture_output=True,
+            timeout=within,
+            check=False,
         )
-    return json.loads(out)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the load process ({command['kind']}) took over {within} s") from None
+    if finished.returncode != 0:
+        raise RuntimeError(
+            f"the load process ({command['kind']}) failed ({finished.returncode}):\n"
+            + finished.stderr.decode(errors="replace")[-3000:]
+        )
+    return json.loads(finished.stdout)
 
 
 def main() -> int:
