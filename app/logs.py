@@ -14,7 +14,8 @@ one; sent back in the response's X-Request-ID). A websocket is a line when it op
 it closes (its close code and its user).
 
 No token is read here, and every formatter masks anything shaped like an API token in the final
-line, whatever logged it.
+line, whatever logged it. A warning that the database cannot be reached is one line, without
+its traceback (OutageInOneLine).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.logging import DefaultFormatter
 
+from models.reachability import database_unreachable
 from service import metrics
 
 ACCESS_LOGGER = "rendertrack.access"
@@ -150,7 +152,25 @@ def logging_config(log_format: str = "text") -> dict[str, Any]:
     for package in ("app", "gql", "service", "compat", "rendertrack"):
         config["loggers"][package] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     config["root"] = {"handlers": ["default"], "level": "WARNING"}
+    config.setdefault("filters", {})["outage"] = {"()": f"{__name__}.OutageInOneLine"}
+    config["handlers"]["default"]["filters"] = ["outage"]
     return config
+
+
+class OutageInOneLine(logging.Filter):
+    """A warning about a database that cannot be reached is one line: the error's type and
+    message are appended and its traceback dropped. asyncpg's pool, for one, logs each failed
+    reconnect of its connection floor with a traceback while the database is down. Errors keep
+    their tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if record.levelno <= logging.WARNING and error and database_unreachable(error):
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 # --- the request ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -20,6 +21,7 @@ from app.logs import (
     ACCESS_LOGGER,
     JsonFormatter,
     KeyValueFormatter,
+    OutageInOneLine,
     TextFormatter,
     logging_config,
 )
@@ -208,3 +210,41 @@ def test_every_logger_writes_in_the_chosen_format_on_stderr() -> None:
     for formatter in config["formatters"].values():
         assert formatter["()"] == "app.logs.JsonFormatter"
     assert config["loggers"]["rendertrack"]["level"] == "INFO"
+
+
+def raised(error: BaseException) -> Any:
+    try:
+        raise error
+    except BaseException:
+        return sys.exc_info()
+
+
+def filtered_line(level: int, error: BaseException) -> str:
+    record = logging.LogRecord(
+        "asyncpg.pool", level, __file__, 1, "Failed to restore the %s; retrying",
+        ("pool connection floor",), raised(error),
+    )  # fmt: skip
+    assert OutageInOneLine().filter(record)
+    return TextFormatter(fmt="%(levelprefix)s %(message)s", use_colors=False).format(record)
+
+
+def test_a_warning_that_the_database_cannot_be_reached_is_one_line() -> None:
+    assert logging_config("json")["handlers"]["default"]["filters"] == ["outage"]
+    refused = asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+    assert filtered_line(logging.WARNING, refused) == (
+        "WARNING:  Failed to restore the pool connection floor; retrying"
+        " (CannotConnectNowError: the database system is shutting down)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("level", "error"),
+    [
+        (logging.ERROR, asyncpg.exceptions.CannotConnectNowError("shutting down")),
+        (logging.WARNING, ValueError("a defect")),
+    ],
+    ids=["an error", "another failure"],
+)
+def test_other_tracebacks_are_kept(level: int, error: BaseException) -> None:
+    line = filtered_line(level, error)
+    assert "Traceback (most recent call last)" in line and type(error).__name__ in line
