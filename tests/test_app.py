@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -17,8 +18,11 @@ from starlette.applications import Starlette
 from app.factory import create_app
 from app.migrations import apply_migrations
 from app.settings import Settings
-from service import users
+from domain.status import JobStatus
+from models import Job
+from service import clock, jobs, users
 from tests.databases import fresh_postgres_database, postgres_server_url
+from tests.factories import valid_submission
 from tests.live_server import TRANSPORT_WS, closed_within, open_socket, serve
 
 UNREACHABLE_POSTGRES = "postgres://postgres@127.0.0.1:1/nowhere"
@@ -215,23 +219,29 @@ async def test_an_outage_is_logged_as_warnings_and_the_duties_resume_after_it(
     backend: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """While the database is away the sweeper says so in one line per round, without a
-    traceback and not as an error; once it is back the rounds succeed again."""
+    traceback and not as an error; once it is back its rounds act again: a job past its
+    deadline is cancelled, and nothing more is logged."""
     async with outage_ready(backend) as outage:
         settings = Settings(database_url=outage.url, sweep_interval_seconds=0.05)
         async with running(create_app(settings)):
+            issued = await users.create_user("owner@example.com")
+            deadline = clock.now() + timedelta(seconds=30)
+            job = await jobs.submit_job(
+                users.actor_of(issued.user), valid_submission(auto_cancel_at=deadline)
+            )
             await outage.begin()
             async with asyncio.timeout(10):
                 while not any(unreachable(record) for record in caplog.records):
                     await asyncio.sleep(0.02)
-            await outage.end()
-            await asyncio.sleep(1)  # the pool reconnects; later rounds succeed
             during = list(caplog.records)
+            await outage.end()
             caplog.clear()
-            await asyncio.sleep(0.5)
+            clock.advance(31)
+            async with asyncio.timeout(10):  # a round after the outage cancels it
+                while (await Job.get(id=job.id)).status != JobStatus.CANCELLED:
+                    await asyncio.sleep(0.05)
     assert not [record.getMessage() for record in during if record.levelno >= logging.ERROR]
-    assert not [
-        record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING
-    ]
+    assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
 
 
 def unreachable(record: logging.LogRecord) -> bool:
