@@ -37,9 +37,6 @@ class Inbox:
     def empty(self) -> bool:
         return not self._items
 
-    def qsize(self) -> int:
-        return len(self._items)
-
     def put_nowait(self, item: Any) -> None:
         self._items.append(item)
         self._wake_next()

@@ -52,7 +52,6 @@ pytestmark = [
 ]
 
 WAIT = 10.0
-# The kernel spreads connections over the processes; this many all on one would be a fault.
 
 JOB_EVENTS = """
 subscription { jobEvents { kind sequence previousStatus job { id status progress } } }
