@@ -17,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from tests.databases import only_in_pass
+from tests.live_server import TRANSPORT_WS
 from tests.server_process import environment, rendertrack_serve
 
 ONLY_IN_THE_SQLITE_PASS = only_in_pass(
@@ -253,6 +255,14 @@ async def test_serve_bootstraps_an_admin_once_and_serves_health_and_graphiql(
         assert page.status_code == 200
         assert page.headers["content-type"].startswith("text/html")
         assert "graphiql" in page.text.lower()
+        # Websockets as WEBSOCKET_OPTIONS say: a client offering permessage-deflate (as
+        # browsers do) is answered without it (no zlib state kept per idle socket).
+        async with connect(
+            server.live.ws_url, subprotocols=[TRANSPORT_WS], compression="deflate"
+        ) as socket:
+            assert socket.request is not None and socket.response is not None
+            assert "permessage-deflate" in socket.request.headers["Sec-WebSocket-Extensions"]
+            assert "Sec-WebSocket-Extensions" not in socket.response.headers
         await server.stop()
     assert server.stopped_by_sigint, "rendertrack serve ignored SIGINT and had to be killed"
     assert server.stdout_rest == b"", "stdout must hold the token alone"
