@@ -21,7 +21,12 @@ from domain.errors import (
     NotFound,
 )
 from domain.policy import Actor
-from models.reachability import RETRY_AFTER_SECONDS, UNREACHABLE_MESSAGE, database_unreachable
+from models.reachability import (
+    RETRY_AFTER_SECONDS,
+    UNREACHABLE_MESSAGE,
+    database_unreachable,
+    warn_unreachable,
+)
 
 logger = logging.getLogger("rendertrack.nexrender")
 
@@ -75,13 +80,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 def unavailable(request: Request, error: BaseException) -> JSONResponse:
     """The database could not be reached: not the caller's fault and not a defect. 503 with
     when to try again; a Nexrender worker retries its pickup or report on its next round."""
-    logger.warning(
-        "%s %s: the database cannot be reached (%s: %s)",
-        request.method,
-        request.url.path,
-        type(error).__name__,
-        error,
-    )
+    warn_unreachable(logger, f"{request.method} {request.url.path}", error)
     return JSONResponse(
         {"error": UNREACHABLE_MESSAGE, "code": "SERVICE_UNAVAILABLE"},
         status_code=503,

@@ -23,7 +23,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types.execution import ExecutionContext
 
 from domain.errors import BadUserInput, DomainError, FieldError, InvalidTransition
-from models.reachability import UNREACHABLE_MESSAGE, database_unreachable
+from models.reachability import UNREACHABLE_MESSAGE, database_unreachable, warn_unreachable
 
 logger = logging.getLogger("rendertrack.graphql")
 
@@ -159,13 +159,9 @@ def _rebuilt(error: GraphQLError, message: str, extensions: dict[str, Any]) -> G
 def log_unexpected(errors: list[GraphQLError], context: ExecutionContext | None) -> None:
     """Strawberry logs every error with a traceback; only unexpected ones deserve it."""
     for error in errors:
-        if _is_outage(error):
-            logger.warning(
-                "database unreachable in %s: %s: %s",
-                error.path,
-                type(error.original_error).__name__,
-                error.original_error,
-            )
+        original = error.original_error
+        if original is not None and database_unreachable(original):
+            warn_unreachable(logger, f"field {error.path}", original)
         elif is_unexpected(error):
             logger.error(
                 "unexpected error in %s",

@@ -47,16 +47,19 @@ def database_unreachable(error: BaseException) -> bool:
     return False
 
 
+def warn_unreachable(
+    logger: logging.Logger, doing: str, error: BaseException, suffix: str = ""
+) -> None:
+    """The one line an outage is logged as, wherever it interrupts something (`doing`)."""
+    logger.warning(
+        "%s: the database cannot be reached (%s: %s)%s", doing, type(error).__name__, error, suffix
+    )
+
+
 def log_retry(logger: logging.Logger, failed: str, error: BaseException, delay: float) -> None:
     """Logs a background duty's failed round that is tried again in `delay` seconds: a warning
     of one line while the database cannot be reached, an error with its traceback otherwise."""
     if database_unreachable(error):
-        logger.warning(
-            "%s: the database cannot be reached (%s: %s); trying again in %g s",
-            failed,
-            type(error).__name__,
-            error,
-            delay,
-        )
+        warn_unreachable(logger, failed, error, f"; trying again in {delay:g} s")
     else:
         logger.error("%s; trying again in %g s", failed, delay, exc_info=error)
