@@ -14,7 +14,8 @@ from service import jobs
 
 async def pickup(request: Request, actor: Actor) -> Response:
     tags = request.path_params.get("tags")
-    job = await jobs.claim_next(actor, tags=tags or (), with_render_spec=True)
+    # A Nexrender worker renders only a job with a spec, and its answer carries the spec.
+    job = await jobs.claim_next(actor, tags=tags or (), only_renderable=True, read_render_spec=True)
     if job is None:
         return answer({})
     return answer(await job_view(actor, job, picked=True))

@@ -91,7 +91,7 @@ class Mutation:
     async def claim_job(self, info: Info) -> Job | None:
         # A worker asking for the render spec gets it read with the claimed row.
         job = await jobs.claim_next(
-            require_actor(info), reading_render_spec=asks_for(info, "nexrenderConfig")
+            require_actor(info), read_render_spec=asks_for(info, "nexrenderConfig")
         )
         return None if job is None else Job.of(job)
 

@@ -255,20 +255,20 @@ async def next_claimable(
     now: datetime,
     *,
     tags: Sequence[str] = (),
-    with_render_spec: bool = False,
-    reading_render_spec: bool = False,
+    only_renderable: bool = False,
+    read_render_spec: bool = False,
 ) -> Job | None:
     """The job to claim next: highest priority, then oldest queued_at, then lowest id, among
     QUEUED jobs out of their retry backoff and not past their deadline; with `tags`, only jobs
-    carrying every one of them, and with `with_render_spec` only jobs with a nexrender_config
-    (read with the row, as with `reading_render_spec`).
+    carrying every one of them, with `only_renderable` only jobs with a nexrender_config, and
+    with `read_render_spec` the job's nexrender_config read with the row.
     Reads idx_jobs_claim in order (the other conditions filter the rows it reads), so its cost
     does not grow with the jobs that are not QUEUED. On PostgreSQL the row is locked and rows
     locked by other claimers are skipped; SQLite has one writer, and the compare-and-set
     decides."""
     values: list[Any] = [now, now]
     filters = ""
-    if with_render_spec:
+    if only_renderable:
         filters += ' AND "nexrender_config" IS NOT NULL'
     # ',a,b,' holds ',a,' exactly when a is one of the tags: no LIKE, so no wildcard to escape.
     find = "strpos" if connection.capabilities.dialect == "postgres" else "instr"
@@ -278,9 +278,7 @@ async def next_claimable(
         filters += f""" AND {find}(',' || "tags" || ',', {mark}) > 0"""
     p1, p2 = placeholder(connection, 1), placeholder(connection, 2)
     lock = " FOR UPDATE SKIP LOCKED" if connection.capabilities.dialect == "postgres" else ""
-    # A Nexrender worker's claim answers with the render spec: read it with the row.
-    reading = with_render_spec or reading_render_spec
-    columns = f'{_ROW_COLUMNS}, "nexrender_config"' if reading else _ROW_COLUMNS
+    columns = f'{_ROW_COLUMNS}, "nexrender_config"' if read_render_spec else _ROW_COLUMNS
     rows = await connection.execute_query_dict(
         f"""SELECT {columns} FROM "jobs"{_index(connection, "idx_jobs_claim")}
         WHERE "status" = 'QUEUED'

@@ -142,13 +142,13 @@ async def claim_next(
     worker: Actor,
     *,
     tags: object = (),
-    with_render_spec: bool = False,
-    reading_render_spec: bool = False,
+    only_renderable: bool = False,
+    read_render_spec: bool = False,
 ) -> Job | None:
     """Hands the next queued job to `worker` (RENDERING, worker recorded), or None when the
     queue is empty. Never hands one job to two workers. With `tags`, only a job carrying every
-    one of them; with `with_render_spec`, only a job with a nexrender_config (what a Nexrender
-    worker can render). The job's nexrender_config is read with it for either flag."""
+    one of them; with `only_renderable`, only a job with a nexrender_config (what a Nexrender
+    worker can render); with `read_render_spec`, its nexrender_config is read with it."""
     if not policy.can_claim_jobs(worker):
         raise Forbidden("Only workers claim jobs.")
     wanted = parse_tags(tags)
@@ -160,8 +160,8 @@ async def claim_next(
                     connection,
                     now,
                     tags=wanted,
-                    with_render_spec=with_render_spec,
-                    reading_render_spec=reading_render_spec,
+                    only_renderable=only_renderable,
+                    read_render_spec=read_render_spec,
                 )
                 if job is None:
                     return None

@@ -412,7 +412,7 @@ async def test_the_claim_with_tags_still_reads_the_partial_queue_index(
         await posted(rest, accounts, tags=tags)
     with capture_sql() as seen:
         claimed = await jobs.claim_next(
-            accounts["worker"].actor, tags="gpu,fast", with_render_spec=True
+            accounts["worker"].actor, tags="gpu,fast", only_renderable=True
         )
     assert claimed is not None and claimed.tags == "gpu,fast"
     sql, values = next(
