@@ -96,7 +96,7 @@ def method_not_allowed() -> Refusal:
     )
 
 
-def database_unreachable() -> Refusal:
+def service_unavailable() -> Refusal:
     """The token could not be checked: the server's database did not answer. Not the client's
     fault and not a crash: 503, coded, with when to try again."""
     return Refusal(

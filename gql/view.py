@@ -40,7 +40,6 @@ from gql.http_protocol import (
     Refusal,
     check_content_type,
     chosen,
-    database_unreachable,
     describe,
     document_of,
     is_request_error,
@@ -54,9 +53,11 @@ from gql.http_protocol import (
     request_data_of,
     request_error,
     request_error_status,
+    service_unavailable,
 )
 from gql.schema import schema as default_schema
 from gql.ws_handlers import LegacyWSHandler, TransportWSHandler, reject
+from models.reachability import database_unreachable, warn_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -309,10 +310,10 @@ class RendertrackGraphQL(GraphQL):
     ) -> Context:
         try:
             user = await user_from_header(request.headers.get("authorization"))
-        except Exception as error:  # the database did not answer: the server's trouble
-            logger.warning("Could not check a token: %s: %s", type(error).__name__, error)
+        except Exception as error:  # the server's trouble, not the client's
+            _token_check_failed(error)
             if not isinstance(request, WebSocket):
-                raise database_unreachable() from None
+                raise service_unavailable() from None
             user = None  # a websocket authenticates with connection_init, checked again there
         return Context(
             request=request,
@@ -335,8 +336,8 @@ class RendertrackGraphQL(GraphQL):
         if isinstance(header, str):
             try:
                 context.user = await user_from_header(header)
-            except Exception as error:  # the database did not answer: not the client's doing
-                logger.warning("Could not check a token: %s: %s", type(error).__name__, error)
+            except Exception as error:  # not the client's doing
+                _token_check_failed(error)
                 reject(
                     context,
                     "The server cannot reach its database; reconnect in a few seconds.",
@@ -350,3 +351,12 @@ class RendertrackGraphQL(GraphQL):
                 self.connections.admit(context.request, context.user)
             except TooManyConnections as refusal:
                 reject(context, refusal.reason, code="TOO_MANY_CONNECTIONS", detail=str(refusal))
+
+
+def _token_check_failed(error: Exception) -> None:
+    """The client is told to come back later either way; the log says whether the database was
+    away (a warning) or something else failed (an error with its traceback)."""
+    if database_unreachable(error):
+        warn_unreachable(logger, "Checking a token", error)
+    else:
+        logger.error("Checking a token failed", exc_info=error)

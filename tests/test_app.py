@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
+from tortoise import connections
 
 from app.factory import create_app
 from app.migrations import apply_migrations
@@ -304,3 +305,26 @@ async def test_a_field_that_loses_the_database_is_a_coded_error_and_a_warning(
     assert not [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
     logged = [record.getMessage() for record in caplog.records]
     assert any("field ['job']: the database cannot be reached" in line for line in logged)
+
+
+async def test_a_token_check_that_fails_for_another_reason_is_logged_as_an_error(
+    db: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only an unreachable database is a warning: a token check that fails otherwise (here the
+    users table is gone) is an error in the log, with its traceback. The client gets the same
+    coded 503 and no traceback."""
+    connection = connections.get("default")
+    await connection.execute_script('ALTER TABLE "users" RENAME TO "users_away"')
+    try:
+        app = create_app(Settings(database_url=db), manage_database=False)
+        async with client_of(app) as client:
+            response = await client.post(
+                "/graphql",
+                json={"query": "{ me { email } }"},
+                headers={"Authorization": "Bearer rt_" + "x" * 43},
+            )
+    finally:
+        await connection.execute_script('ALTER TABLE "users_away" RENAME TO "users"')
+    assert response.status_code == 503 and "Traceback" not in response.text
+    [logged] = [record for record in caplog.records if "Checking a token" in record.getMessage()]
+    assert logged.levelno == logging.ERROR and logged.exc_info is not None
